@@ -1,0 +1,244 @@
+"""Model bundles: a weights file plus a JSON model card that says how to build and use the network.
+
+A bundle is two files side by side::
+
+    my-model.json   the model card: architecture, classes, preprocessing, inference window,
+                    training data, reported metrics, version, and the weights' SHA-256
+    my-model.pt     the weights: a plain state dict saved with `torch.save`
+
+Weights are always loaded with `weights_only=True`, so a bundle cannot run code; the SHA-256 in the
+card is checked before the weights are read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import torch
+from torch import nn
+
+from MPUNetCore import __version__
+from MPUNetCore.fileutils import atomic_output, check_writable, sha256_of
+
+CARD_FORMAT = "mpunet-model-card"
+CARD_FORMAT_VERSION = 1
+NETWORKS = ("MPUNet", "UNet")
+
+
+class BundleError(ValueError):
+    """A model bundle that cannot be used: the message names the file and the fix."""
+
+
+@dataclass
+class SegmentClass:
+    """One output class of a model: its label value, display name and RGB colour in [0, 1]."""
+
+    value: int
+    name: str
+    color: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+
+
+@dataclass
+class ModelCard:
+    """The JSON model card of a bundle (see the module docstring)."""
+
+    name: str
+    architecture: Dict[str, Any]
+    classes: List[SegmentClass]
+    preprocessing: Dict[str, Any]
+    inference: Dict[str, Any] = field(default_factory=dict)
+    version: str = "0.0.0"
+    description: str = ""
+    intended_use: str = "Research use only; not for clinical use."
+    training: Dict[str, Any] = field(default_factory=dict)
+    metrics: Dict[str, Any] = field(default_factory=dict)
+    weights: Dict[str, Any] = field(default_factory=dict)
+    license: str = ""
+    mpunet_version: str = __version__
+
+    @property
+    def foreground_classes(self) -> List[SegmentClass]:
+        """Every class but the background (value 0)."""
+        return [c for c in self.classes if c.value != 0]
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The card as JSON-ready data, with the format tag first."""
+        data: Dict[str, Any] = {"format": CARD_FORMAT, "format_version": CARD_FORMAT_VERSION}
+        for key, value in self.__dict__.items():
+            data[key] = [c.__dict__ for c in value] if key == "classes" else value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any], source: str = "model card") -> ModelCard:
+        """Validate and build a card; every problem is a `BundleError` naming `source`."""
+        if data.get("format") != CARD_FORMAT:
+            raise BundleError(f"{source} is not an MPUNet model card (missing 'format': '{CARD_FORMAT}')")
+        if int(data.get("format_version", 0)) > CARD_FORMAT_VERSION:
+            raise BundleError(
+                f"{source} uses card format {data['format_version']}, newer than this MPUNet "
+                f"({__version__}) understands ({CARD_FORMAT_VERSION}); upgrade mpunet-slicer"
+            )
+        missing = [k for k in ("name", "architecture", "classes", "preprocessing") if k not in data]
+        if missing:
+            raise BundleError(f"{source} lacks the field(s) {', '.join(missing)}")
+        arch = data["architecture"]
+        if arch.get("network") not in NETWORKS:
+            raise BundleError(
+                f"{source}: unknown network {arch.get('network')!r}; this version knows {', '.join(NETWORKS)}"
+            )
+        try:
+            classes = [SegmentClass(int(c["value"]), str(c["name"]), list(c.get("color", [0.5] * 3)))
+                       for c in data["classes"]]
+        except (KeyError, TypeError, ValueError) as error:
+            raise BundleError(f"{source}: each class needs a 'value' and a 'name' ({error})") from None
+        if sorted(c.value for c in classes) != list(range(len(classes))):
+            raise BundleError(f"{source}: class values must be 0..{len(classes) - 1}, one each")
+        if int(arch.get("out_channels", len(classes))) != len(classes):
+            raise BundleError(
+                f"{source}: the network has {arch.get('out_channels')} outputs but the card lists "
+                f"{len(classes)} classes"
+            )
+        known = set(cls.__dataclass_fields__)
+        fields = {k: v for k, v in data.items() if k in known and k != "classes"}
+        return cls(classes=classes, **fields)
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: its card, the network in eval mode, and where the card lies."""
+
+    card: ModelCard
+    model: nn.Module
+    path: Optional[Path] = None
+
+
+def build_network(architecture: Dict[str, Any]) -> nn.Module:
+    """Instantiate the network an architecture record describes (weights left at initialisation).
+
+    Args:
+        architecture: `{"network": "MPUNet"|"UNet", "preset": ..., "spatial_dims": ...,
+            "in_channels": ..., "out_channels": ..., "overrides": {...}}`.
+
+    Returns:
+        The network, in eval mode.
+    """
+    from MPUNetCore.networks import MPUNet, UNet
+
+    kwargs = {k: architecture[k] for k in ("spatial_dims", "in_channels", "out_channels") if k in architecture}
+    overrides = dict(architecture.get("overrides", {}))
+    for key, value in overrides.items():  # JSON has no tuples
+        if isinstance(value, list):
+            overrides[key] = tuple(value)
+    if architecture["network"] == "MPUNet":
+        model = MPUNet(preset=architecture.get("preset", "released"), **kwargs, **overrides)
+    else:
+        model = UNet(**kwargs, **overrides)
+    return model.eval()
+
+
+def card_path_for(path: Union[str, Path]) -> Path:
+    """The card of a bundle given as its card, its weights file or its folder."""
+    path = Path(path)
+    if path.is_dir():
+        cards = sorted(path.glob("*.json"))
+        if len(cards) != 1:
+            raise BundleError(f"{path} must hold exactly one model card (*.json); found {len(cards)}")
+        return cards[0]
+    if path.suffix == ".json":
+        return path
+    return path.with_suffix(".json")
+
+
+def read_card(path: Union[str, Path]) -> ModelCard:
+    """Read and validate a model card (the bundle may be given as card, weights or folder)."""
+    card_path = card_path_for(path)
+    if not card_path.exists():
+        raise BundleError(f"no model card at {card_path}; a bundle is a .json card beside its .pt weights")
+    try:
+        data = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BundleError(f"cannot read the model card {card_path}: {error}") from None
+    return ModelCard.from_dict(data, source=str(card_path))
+
+
+def load_bundle(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> Bundle:
+    """Load a bundle: check the card, the weights' checksum, and that weights fit the network.
+
+    Args:
+        path: the card (.json), the weights (.pt) or a folder holding one bundle.
+        device: where to put the network.
+
+    Returns:
+        The card and the network in eval mode on `device`.
+
+    Raises:
+        BundleError: a missing, corrupt, tampered or mismatched card or weights file.
+    """
+    card_path = card_path_for(path)
+    card = read_card(card_path)
+    weights_name = card.weights.get("file")
+    if not weights_name:
+        raise BundleError(f"{card_path} names no weights file ('weights': {{'file': ...}})")
+    weights_path = card_path.parent / weights_name
+    if not weights_path.exists():
+        raise BundleError(f"the weights {weights_path} named by {card_path} are missing")
+    expected = card.weights.get("sha256")
+    if expected and sha256_of(weights_path) != expected:
+        raise BundleError(
+            f"{weights_path} does not match the SHA-256 in {card_path.name}: the file is corrupt or was "
+            "replaced; download or export the model again"
+        )
+    try:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several unpickling/zip error types
+        raise BundleError(f"cannot read the weights {weights_path}: {error}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    try:
+        model = build_network(card.architecture)
+    except (TypeError, ValueError) as error:
+        raise BundleError(f"{card_path}: the architecture cannot be built by this version: {error}") from None
+    result = model.load_state_dict(state, strict=False)
+    shape_errors = _shape_mismatches(model, state)
+    if result.missing_keys or result.unexpected_keys or shape_errors:
+        details = "; ".join(
+            f"{label}: {', '.join(keys[:8])}{' …' if len(keys) > 8 else ''}"
+            for label, keys in (("missing", result.missing_keys), ("unexpected", result.unexpected_keys),
+                                ("wrong shape", shape_errors))
+            if keys
+        )
+        raise BundleError(f"the weights {weights_path} do not fit the architecture in {card_path.name} ({details})")
+    return Bundle(card=card, model=model.to(device).eval(), path=card_path)
+
+
+def _shape_mismatches(model: nn.Module, state: Dict[str, torch.Tensor]) -> List[str]:
+    own = model.state_dict()
+    return [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+
+
+def save_bundle(model: nn.Module, card: ModelCard, card_path: Union[str, Path], overwrite: bool = False) -> Path:
+    """Write the weights and the card (weights first, both atomically); fills `card.weights`.
+
+    Args:
+        model: the trained network.
+        card: its card; `weights` is filled in here (file name, SHA-256, size).
+        card_path: where the card goes; the weights go beside it with the suffix `.pt`.
+        overwrite: whether existing files may be replaced.
+
+    Returns:
+        The card's path.
+    """
+    card_path = Path(card_path)
+    weights_path = card_path.with_suffix(".pt")
+    for path in (card_path, weights_path):  # refuse before writing anything
+        check_writable(path, overwrite)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_output(weights_path, overwrite) as tmp:
+        torch.save(state, tmp)
+        card.weights = {"file": weights_path.name, "sha256": sha256_of(tmp), "size": tmp.stat().st_size}
+    with atomic_output(card_path, overwrite) as tmp:
+        tmp.write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return card_path

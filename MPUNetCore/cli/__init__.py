@@ -1,0 +1,47 @@
+"""The `mpunet` command: segment, evaluate, make phantoms, manage models, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from MPUNetCore import __version__
+from MPUNetCore.cli import demo, evaluate, models, phantom, segment
+
+COMMANDS = (segment, evaluate, phantom, models, demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `mpunet` with one sub-command per module in `COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog="mpunet",
+        description="MPU-Net liver and liver-tumour segmentation of CT (research use, not for clinical use).",
+    )
+    parser.add_argument("--version", action="version", version=f"mpunet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run `mpunet` with `argv` (default: the process arguments) and return the exit code.
+
+    User errors (bad paths, bad files, unknown models) end in one line on stderr and exit code 2;
+    an interrupted run exits 130 and leaves no partial output.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("mpunet: interrupted; no partial output was left", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as error:
+        print(f"mpunet {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

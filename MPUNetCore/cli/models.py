@@ -1,0 +1,67 @@
+"""`mpunet models` and `mpunet info`: list, download and verify models; show a model card."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from MPUNetCore.cli.progress import ProgressBar
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("models", help="list, download or verify registered models")
+    parser.add_argument("action", nargs="?", default="list", choices=("list", "download", "verify"))
+    parser.add_argument("name", nargs="?", help="model name (download/verify; default: all)")
+    parser.set_defaults(run=run_models)
+
+    info = sub.add_parser("info", help="show a model's card (architecture, classes, metrics, ...)")
+    info.add_argument("model", nargs="?", default=None, help="registry name or bundle path (default: demo model)")
+    info.add_argument("--json", action="store_true", help="print the raw card as JSON")
+    info.set_defaults(run=run_info)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from MPUNetCore.bundle import load_bundle
+    from MPUNetCore.registry import available_models, cache_dir, fetch_model
+
+    models = available_models()
+    if args.action == "list":
+        print(f"{'name':<20} {'version':<9} {'size':>9}  {'where':<8} description")
+        for entry in models.values():
+            where = "bundled" if entry.is_local else "download"
+            print(f"{entry.name:<20} {entry.version:<9} {entry.size / 1e6:>7.1f}MB  {where:<8} {entry.description}")
+        print(f"(cache: {cache_dir()})")
+        return 0
+    names = [args.name] if args.name else list(models)
+    for name in names:
+        card = fetch_model(name, progress=ProgressBar(f"{name}: download"), models=models)
+        if args.action == "verify":
+            load_bundle(card)  # checksum, card and weights must all agree
+            print(f"{name}: OK ({card})")
+        else:
+            print(f"{name}: available at {card}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from MPUNetCore.bundle import read_card
+    from MPUNetCore.registry import resolve_model
+
+    card = read_card(resolve_model(args.model))
+    if args.json:
+        print(json.dumps(card.to_dict(), indent=2))
+        return 0
+    arch = card.architecture
+    print(f"{card.name} {card.version}: {card.description}")
+    print(f"  intended use : {card.intended_use}")
+    print(f"  network      : {arch['network']} {arch.get('preset', '')} {arch.get('overrides', {}) or ''}")
+    print(f"  classes      : {', '.join(f'{c.value}={c.name}' for c in card.classes)}")
+    print(f"  preprocessing: {card.preprocessing}")
+    print(f"  inference    : {card.inference}")
+    if card.training:
+        print(f"  training     : {card.training.get('data', card.training)}")
+    for split, values in card.metrics.items():
+        shown = values if not isinstance(values, dict) else ", ".join(
+            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+        print(f"  metrics {split:<5}: {shown}")
+    return 0

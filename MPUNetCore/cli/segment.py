@@ -1,0 +1,100 @@
+"""`mpunet segment`: CT file, DICOM series folder or folder of cases → label map(s)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import List, Tuple
+
+from MPUNetCore.cli.progress import ProgressBar
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "segment",
+        help="segment the liver and liver tumours in CT",
+        description=(
+            "Segment a CT (NIfTI, NRRD, MHA file or DICOM series folder) or every case of a folder. "
+            "Outputs keep the input's exact geometry and are written atomically."
+        ),
+    )
+    parser.add_argument("input", type=Path, help="a CT file, a DICOM series folder, or a folder of cases")
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="output label map (file input) or output folder (folder of cases)")
+    add_model_options(parser)
+    parser.add_argument("--series", metavar="UID", help="which DICOM series of a folder holding several")
+    parser.add_argument("--format", default=".nii.gz", choices=(".nii.gz", ".nrrd", ".mha"),
+                        help="file format of outputs written into a folder (default .nii.gz)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--progress", default="bar", choices=("bar", "json", "none"),
+                        help="progress display: a bar, JSON lines (for a parent process) or none")
+    parser.set_defaults(run=run)
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by every command that runs a model."""
+    parser.add_argument("--model", default=None,
+                        help="registry name or bundle path (card .json, weights .pt or folder); "
+                             "default: the bundled demo model")
+    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--tta", action="store_true", help="test-time augmentation by mirroring (slower)")
+    parser.add_argument("--no-postprocess", dest="postprocess", action="store_false",
+                        help="keep every liver component and tumours outside the liver")
+    parser.add_argument("--batch-size", type=int, default=None, help="windows per forward pass")
+
+
+def load_model(args: argparse.Namespace):
+    """The bundle named by `--model`, with a download progress bar when it must be fetched."""
+    from MPUNetCore.bundle import load_bundle
+    from MPUNetCore.inference import select_device
+    from MPUNetCore.registry import resolve_model
+
+    card = resolve_model(args.model, progress=ProgressBar("download", args.progress))
+    return load_bundle(card, device=select_device(args.device))
+
+
+def plan_outputs(args: argparse.Namespace) -> List[Tuple[str, Path, Path]]:
+    """(case name, input, output) for every case; refuses existing outputs before any work."""
+    from MPUNetCore.cases import discover_cases
+
+    cases = discover_cases(args.input)
+    single = len(cases) == 1 and cases[0].path == args.input
+    if single and not args.output.is_dir():
+        plan = [(cases[0].name, cases[0].path, args.output)]
+    else:
+        plan = [(c.name, c.path, args.output / f"{c.name}{args.format}") for c in cases]
+    existing = [str(out) for _, _, out in plan if out.exists()]
+    if existing and not args.overwrite:
+        raise FileExistsError(f"output(s) exist: {', '.join(existing[:5])}; pass --overwrite to replace them")
+    return plan
+
+
+def run(args: argparse.Namespace) -> int:
+    from MPUNetCore.segment import segment_file
+
+    plan = plan_outputs(args)
+    bundle = load_model(args)
+    failures = []
+    for name, source, target in plan:
+        start = time.perf_counter()
+        try:
+            segment_file(
+                source, target, bundle, overwrite=args.overwrite, series_uid=args.series,
+                device=args.device, tta=args.tta, postprocess=args.postprocess, batch_size=args.batch_size,
+                progress=ProgressBar(f"{name}: windows", args.progress),
+            )
+        except (ValueError, OSError, RuntimeError) as error:
+            if len(plan) == 1:
+                raise
+            failures.append((name, error))
+            print(f"{name}: FAILED: {error}", file=sys.stderr)
+            continue
+        print(f"{name}: wrote {target} ({time.perf_counter() - start:.1f} s)")
+    if failures:
+        print(f"{len(failures)} of {len(plan)} case(s) failed:", file=sys.stderr)
+        for name, error in failures:
+            print(f"  {name}: {error}", file=sys.stderr)
+        return 1
+    return 0
