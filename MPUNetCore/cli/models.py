@@ -31,9 +31,8 @@ def run_models(args: argparse.Namespace) -> int:
         print(f"{'name':<20} {'version':<9} {'size':>9}  {'where':<8} description")
         for entry in models.values():
             where = "bundled" if entry.is_local else "download"
-            print(
-                f"{entry.name:<20} {entry.version:<9} {entry.size / 1e6:>7.1f}MB  {where:<8} {entry.description}"
-            )
+            size = f"{entry.size / 1e6:>7.1f}MB"
+            print(f"{entry.name:<20} {entry.version:<9} {size}  {where:<8} {entry.description}")
         print(f"(cache: {cache_dir()})")
         return 0
     names = [args.name] if args.name else list(models)
