@@ -88,8 +88,13 @@ def ensure_slicer() -> Optional[HeadlessSlicer]:
     global _STATE
     if _STATE is not None:
         return _STATE
-    import slicer
-
+    try:
+        import slicer
+    except ImportError as error:
+        raise ImportError(
+            "Slicer's Python package is missing: run inside 3D Slicer or install the slicer-core wheel "
+            "(pip install slicer-core==5.13.31053.0 vtk==9.6.2)"
+        ) from error
     if is_real_slicer():
         return None
     if not hasattr(slicer, "vtkMRMLScene"):
