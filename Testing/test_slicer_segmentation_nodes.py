@@ -200,3 +200,14 @@ def test_bad_inputs(ct_and_labels) -> None:
     with pytest.raises(ValueError, match="select a label map volume or a segmentation"):
         label_array_from_node(slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode"), ct)
     assert slicer.mrmlScene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 0
+
+
+def test_result_follows_the_reference_parent_transform(ct_and_labels) -> None:
+    import slicer
+
+    ct, labels = ct_and_labels
+    transform = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "registration")
+    ct.SetAndObserveTransformNodeID(transform.GetID())
+    node = create_segmentation_node(labels, ct)
+    assert node.GetTransformNodeID() == transform.GetID()
+    np.testing.assert_array_equal(label_array_from_node(node, ct), labels)
