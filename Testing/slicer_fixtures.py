@@ -1,7 +1,7 @@
 """Pytest fixtures for tests that run the Slicer side against Slicer's real MRML (``slicer-core`` wheel).
 
-Use them from a test module with ``pytest_plugins = ["slicer_fixtures"]`` (``Testing/`` is on sys.path
-when pytest collects it), or register the module once in ``Testing/conftest.py``.
+``Testing/conftest.py`` registers them for every test (and puts ``MPUNetSegmentation/`` on sys.path,
+as Slicer does for a module folder).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 import pytest
-import slicer_module_path  # noqa: F401  (puts MPUNetSegmentation/ on sys.path)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import slicer_module_path  # noqa: F401  (puts MPUNetSegmentation/ on sys.path)
 from MPUNetSegmentationLib.comparison import (
     COLUMNS,
     LITS_SEGMENTS,
@@ -17,7 +16,6 @@ from MPUNetSegmentationLib.comparison import (
     comparison_table_node,
 )
 
-pytest_plugins = ["slicer_fixtures"]
 
 metrics = pytest.importorskip(
     "MPUNetCore.metrics",

@@ -7,9 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import slicer_module_path  # noqa: F401  (puts MPUNetSegmentation/ on sys.path)
 
-pytest_plugins = ["slicer_fixtures"]
 
 DICOM_FILE = "ct-3slice_01.dcm"
 LIVER_VOXELS = 107_098

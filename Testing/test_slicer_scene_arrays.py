@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import slicer_module_path  # noqa: F401  (puts MPUNetSegmentation/ on sys.path)
 from MPUNetSegmentationLib.scene_arrays import (
     VolumeGeometry,
     add_volume_node_from_array,
@@ -21,7 +20,6 @@ from MPUNetSegmentationLib.scene_arrays import (
     volume_geometry,
 )
 
-pytest_plugins = ["slicer_fixtures"]
 
 
 def _assert_same_image(array: np.ndarray, geometry: VolumeGeometry, image: sitk.Image, atol: float) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import slicer_module_path  # noqa: F401  (puts MPUNetSegmentation/ on sys.path)
 from MPUNetSegmentationLib.scene_arrays import VolumeGeometry, add_volume_node_from_array, load_volume_node
 from MPUNetSegmentationLib.segmentation_nodes import (
     LIVER_SEGMENTS,
@@ -16,7 +15,6 @@ from MPUNetSegmentationLib.segmentation_nodes import (
     label_array_from_node,
 )
 
-pytest_plugins = ["slicer_fixtures"]
 
 LIVER_VOXELS = 107_098
 
