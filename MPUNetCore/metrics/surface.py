@@ -100,8 +100,9 @@ def directed_distances(
     sitk_spacing = spacing[::-1]  # SimpleITK wants (x, y, z); arrays are (z, y, x)
     contour_p = _contour(_padded_crop(pred, box), sitk_spacing)
     contour_r = _contour(_padded_crop(ref, box), sitk_spacing)
-    surf_p = sitk.GetArrayFromImage(contour_p).view(np.bool_)
-    surf_r = sitk.GetArrayFromImage(contour_r).view(np.bool_)
+    # Views into the contour images (kept alive above): no extra copy of the cropped volume.
+    surf_p = sitk.GetArrayViewFromImage(contour_p).view(np.bool_)
+    surf_r = sitk.GetArrayViewFromImage(contour_r).view(np.bool_)
     d_pred_to_ref = _distances_to(contour_r, surf_p)
     d_ref_to_pred = _distances_to(contour_p, surf_r)
     return d_pred_to_ref, d_ref_to_pred
