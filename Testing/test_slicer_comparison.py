@@ -16,7 +16,6 @@ from MPUNetSegmentationLib.comparison import (
     comparison_table_node,
 )
 
-
 metrics = pytest.importorskip(
     "MPUNetCore.metrics",
     reason="MPUNetCore.metrics is built on another branch; the lead runs this after merging",

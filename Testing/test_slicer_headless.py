@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-
 DICOM_FILE = "ct-3slice_01.dcm"
 LIVER_VOXELS = 107_098
 

@@ -21,7 +21,6 @@ from MPUNetSegmentationLib.scene_arrays import (
 )
 
 
-
 def _assert_same_image(array: np.ndarray, geometry: VolumeGeometry, image: sitk.Image, atol: float) -> None:
     """Every voxel of (array, geometry) is a voxel of ``image`` at the same LPS point with the same value."""
     assert array.size == int(np.prod(image.GetSize()))

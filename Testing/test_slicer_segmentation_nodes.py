@@ -15,7 +15,6 @@ from MPUNetSegmentationLib.segmentation_nodes import (
     label_array_from_node,
 )
 
-
 LIVER_VOXELS = 107_098
 
 
