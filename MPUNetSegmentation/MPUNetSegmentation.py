@@ -253,9 +253,7 @@ class MPUNetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
     def _waitForProbe(self):
         if self._probe is None:
             self._probe = self.logic.startEnvironmentCheck()
-        while not self._probe.done():
-            self._probe.read_lines()
-            qt.QThread.msleep(50)
+        self._probe.wait()
         probe, self._probe = self._probe, None
         return probe
 

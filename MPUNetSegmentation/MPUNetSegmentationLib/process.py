@@ -128,6 +128,19 @@ class BackgroundCommand:
         """True once the process has exited and all of its output has been read."""
         return self._proc is not None and self._open_streams == 0 and self._proc.poll() is not None
 
+    def wait(self, timeout: Optional[float] = None) -> int:
+        """Block until the process has exited and its output is read; return the exit code.
+
+        Raises:
+            subprocess.TimeoutExpired: after ``timeout`` seconds (the process keeps running).
+        """
+        assert self._proc is not None, "call start() first"
+        self._proc.wait(timeout)
+        for thread in self._threads:
+            thread.join()
+        self.read_lines()
+        return self._proc.returncode
+
     def stop(self, grace: float = 5.0) -> None:
         """Stop the process and its children: interrupt (Ctrl+C), wait ``grace`` seconds, then kill.
 
