@@ -221,8 +221,11 @@ def _draw_liver(c: Canvas, rng: np.random.Generator, s: float, d: dict, hu: dict
         part = ellipsoid_level(u, v, w, np.add(centre, jit), np.multiply(radii, size), **kw)
         level = part if level is None else np.minimum(level, part)
     level = level + Wobble(rng, 0.15, 70 * s)(u, v, w)
-    mask = (level < 0) & _tissue_in(c.tissue[box], ("visceral_fat", "bowel", "gas", "stomach"))
-    mask &= w < d["dome"][box[1:]][None] - 2 * s
+    # under the diaphragm the liver swells to fill the dome (its upper surface follows the diaphragm)
+    below = d["dome"][box[1:]][None] - 2 * s - w  # mm below the diaphragm
+    grow = np.clip(1 - below / np.float32(0.35 * h), 0, 1) * np.float32(0.8)
+    mask = (level < grow) & (below > 0)
+    mask &= _tissue_in(c.tissue[box], ("visceral_fat", "bowel", "gas", "stomach"))
     c.paint(box, mask, T["liver"], hu["liver"])
     # hepatic vessels: trunks from the hilum towards random liver points (still label 1)
     zz, yy, xx = np.nonzero(mask)
@@ -306,7 +309,7 @@ def build_phantom(
     c = Canvas((nz, ny, nx), spacing, (off_x, off_y, w_mid))
     hu = _hu_table(rng)
     d = _draw_body(c, rng, s, hu)
-    d.update(liver_h=h, liver_top=0.95 * h)
+    d.update(liver_h=h, liver_top=0.8 * h)
     _draw_spine_and_vessels(c, rng, s, d, hu)
     _draw_viscera(c, rng, s, d, hu)
     box = _draw_liver(c, rng, s, d, hu)

@@ -123,12 +123,13 @@ def test_hu_ranges_per_tissue(seed):
             assert lo <= np.median(hu[inside]) <= hi, (name, np.median(hu[inside]))
     bone = hu[case.tissues == TISSUES["bone"]]
     assert np.median(bone) >= 250 and 400 <= np.percentile(bone, 95) <= 1100
-    liver = np.median(hu[_interior(case.tissues == TISSUES["liver"])])
-    tumours = sitk.GetArrayFromImage(sitk.ConnectedComponent(case.label == 2))
-    for k in range(1, tumours.max() + 1):
-        core = _interior(tumours == k)
-        if core.sum() >= 20:  # a hypodense (20-40 HU) or hyperdense tumour stands out from the liver
-            assert abs(np.mean(hu[core]) - liver) >= 10
+    # tumours stand out from the liver: hypodense (20-40 HU) or hyperdense; judged on a 3x3x3 mean
+    # (noise / 5) inside the tumours, away from their edges; merged hypo+hyper lesions are allowed
+    smooth = sitk.GetArrayFromImage(sitk.Mean(sitk.Cast(case.image, sitk.sitkFloat32), [1, 1, 1]))
+    liver = np.median(smooth[_interior(_interior(case.tissues == TISSUES["liver"]))])
+    core = _interior(_interior(sitk.GetArrayFromImage(case.label) == 2))
+    if core.sum() >= 20:
+        assert np.mean(np.abs(smooth[core] - liver) >= 10) >= 0.8
     air_noise = hu[:, :8, :8].std()  # a corner of air: CT noise, neither zero nor absurd
     assert 3 <= air_noise <= 30
 
