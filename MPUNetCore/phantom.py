@@ -384,7 +384,7 @@ def write_lits_folder(
     Returns:
         ``[(volume_path, segmentation_path), ...]`` in case order.
     """
-    from .volume_io import write_image
+    from .volume_io import VolumeError, write_image
 
     numbers = list(range(cases)) if isinstance(cases, (int, np.integer)) else [int(n) for n in cases]
     if any(n < 0 for n in numbers) or int(seed) != seed or seed < 0:
@@ -393,6 +393,10 @@ def write_lits_folder(
         )
     _check_args(shape, spacing)
     outdir = Path(outdir)
+    names = [outdir / f"{kind}-{n}.nii.gz" for n in numbers for kind in ("volume", "segmentation")]
+    existing = [str(p) for p in names if p.exists()]
+    if existing and not overwrite:  # refuse before writing anything
+        raise VolumeError(f"output file {existing[0]} already exists; pass --overwrite (overwrite=True).")
     written = []
     for n in numbers:
         case_seed = int(np.random.SeedSequence([int(seed), n]).generate_state(1)[0])
