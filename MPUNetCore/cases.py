@@ -8,7 +8,8 @@ from typing import List, Union
 
 import SimpleITK as sitk
 
-from MPUNetCore.fileutils import full_suffix
+from MPUNetCore.fileutils import split_extension
+from MPUNetCore.volume_io import case_name
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha", ".mhd", ".seg.nrrd")
 
@@ -21,20 +22,10 @@ class Case:
     path: Path
 
 
-def case_name(path: Union[str, Path]) -> str:
-    """The name of a case: the file name without its image extension, or the folder's name.
-
-    `volume-3.nii.gz` → `volume-3`, `scan.seg.nrrd` → `scan`, `dicom/CT1/` → `CT1`.
-    """
-    path = Path(path)
-    if path.is_dir():
-        return path.name
-    return path.name[: -len(full_suffix(path))] if full_suffix(path) else path.name
-
-
 def is_image_file(path: Path) -> bool:
     """True for the volume formats read here (NIfTI, NRRD, MetaImage); DICOM goes by folder."""
-    return path.is_file() and full_suffix(path).lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    hidden = path.name.startswith(".")
+    return path.is_file() and not hidden and split_extension(path)[1].lower() in IMAGE_SUFFIXES
 
 
 def holds_dicom_series(folder: Path) -> bool:
