@@ -58,7 +58,6 @@ class BackgroundCommand:
         self._proc: Optional[subprocess.Popen] = None
         self._queue: queue.Queue[Tuple[str, Optional[str]]] = queue.Queue()
         self._threads: List[threading.Thread] = []
-        self._open_streams = 0
 
     def start(self) -> None:
         """Start the process (in its own process group) and the two reader threads.
@@ -90,7 +89,6 @@ class BackgroundCommand:
             thread = threading.Thread(target=self._read, args=(name, stream), daemon=True)
             thread.start()
             self._threads.append(thread)
-            self._open_streams += 1
 
     def _read(self, name: str, stream: Any) -> None:
         try:
@@ -118,15 +116,18 @@ class BackgroundCommand:
                 name, line = self._queue.get_nowait()
             except queue.Empty:
                 return lines
-            if line is None:
-                self._open_streams -= 1
+            if line is None:  # end of that stream
                 continue
             (self.stdout_lines if name == "stdout" else self.stderr_lines).append(line)
             lines.append((name, line))
 
     def done(self) -> bool:
-        """True once the process has exited and all of its output has been read."""
-        return self._proc is not None and self._open_streams == 0 and self._proc.poll() is not None
+        """True once the process has exited and both streams are closed: all output is queued or read."""
+        return (
+            self._proc is not None
+            and self._proc.poll() is not None
+            and not any(thread.is_alive() for thread in self._threads)
+        )
 
     def wait(self, timeout: Optional[float] = None) -> int:
         """Block until the process has exited and its output is read; return the exit code.
@@ -323,11 +324,12 @@ class SegmentationJob:
         if self.state != self.RUNNING:
             return True
         assert self.command is not None, "call start() first"
+        finished = self.command.done()  # checked first: once true, every line is already in the queue
         for name, line in self.command.read_lines():
             if name == "stderr" and line.startswith("{") and self._handle_event(line):
                 continue
             self._log(line)
-        if not self.command.done():
+        if not finished:
             return False
         try:
             self._finish(self.command.returncode)
