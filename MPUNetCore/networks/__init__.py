@@ -1,0 +1,16 @@
+"""MPU-Net and the U-Net baseline for 2D/3D segmentation.
+
+Both networks follow one convention: ``train()`` mode returns logits (MPUNet: a list of four deep-
+supervision outputs), ``eval()`` mode returns class probabilities; ``input_multiple`` gives the
+divisor every spatial size must be a multiple of.
+"""
+
+from __future__ import annotations
+
+from .attention import PositionAttention, position_attention
+from .mpunet import PRESETS, MPUNet
+from .released_weights import load_released_state_dict
+
+# from .unet import UNet  # added by the U-Net baseline branch
+
+__all__ = ["PRESETS", "MPUNet", "PositionAttention", "load_released_state_dict", "position_attention"]
