@@ -163,7 +163,8 @@ class MPUNet(nn.Module):
             other = {k for p, d in PRESETS.items() if p != preset for k in d} - set(PRESETS[preset])
             hint = " (only for preset='paper')" if set(unknown) & other else ""
             raise ValueError(
-                f"unknown override(s) {unknown}{hint} for preset {preset!r}; allowed: {sorted(PRESETS[preset])}"
+                f"unknown override(s) {unknown}{hint} for preset {preset!r}; "
+                f"allowed: {sorted(PRESETS[preset])}"
             )
         cfg = {**PRESETS[preset], **overrides}
         try:
