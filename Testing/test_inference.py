@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -21,7 +20,6 @@ from MPUNetCore.inference import (
     probabilities_to_labels,
     resample_to_shape,
     segment,
-    segment_volume,
     select_device,
     sliding_window_predict,
     to_network_space,
@@ -316,19 +314,6 @@ def test_eval_mode_restored_and_probabilities():
     assert model.training
     assert probs.shape == (3, 9, 16, 16) and probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
-
-
-def test_segment_volume_accepts_a_volume_like_object():
-    @dataclass
-    class Vol:
-        array: np.ndarray
-        spacing: tuple
-
-    hu, labels = _phantom((9, 20, 18))
-    out = segment_volume(Vol(hu, (1.0, 1.0, 1.0)), ThresholdNet(), IDENTITY, window=(8, 16, 16))
-    np.testing.assert_array_equal(out, labels)
-    with pytest.raises(ValueError, match="Volume"):
-        segment_volume(hu, ThresholdNet())
 
 
 # ----------------------------------------------------------------------------------------- post-processing

@@ -6,7 +6,7 @@ No Slicer imports; torch, numpy and SimpleITK only.
 from __future__ import annotations
 
 from .devices import select_device
-from .engine import predict_network_probabilities, predict_probabilities, segment, segment_volume
+from .engine import predict_network_probabilities, predict_probabilities, segment
 from .postprocessing import largest_component, postprocess_labels
 from .preprocessing import NetworkTransform, Preprocessing, to_network_space
 from .resampling import probabilities_to_grid, probabilities_to_labels, resample_to_shape
@@ -25,7 +25,6 @@ __all__ = [
     "probabilities_to_labels",
     "resample_to_shape",
     "segment",
-    "segment_volume",
     "select_device",
     "sliding_window_predict",
     "to_network_space",

@@ -33,7 +33,7 @@ from .preprocessing import NetworkTransform, Preprocessing, to_network_space
 from .resampling import probabilities_to_grid, probabilities_to_labels
 from .sliding_window import CancelLike, ProgressFn, TTALike, check_cancel, sliding_window_predict
 
-__all__ = ["predict_probabilities", "segment", "segment_volume", "select_device"]
+__all__ = ["predict_network_probabilities", "predict_probabilities", "segment", "select_device"]
 
 DEFAULT_WINDOW: Tuple[int, int, int] = (48, 256, 256)
 
@@ -165,16 +165,3 @@ def segment(
     if postprocess:
         labels = postprocess_labels(labels)
     return labels
-
-
-def segment_volume(
-    volume: Any, model: nn.Module, preprocessing: Optional[Preprocessing] = None, **kwargs: Any
-):
-    """:func:`segment` for a ``Volume`` (anything with ``.array`` (z, y, x) and ``.spacing`` (x, y, z)).
-
-    Returns:
-        uint8 label map (z, y, x) on the volume's grid (copy the geometry with the volume I/O helpers).
-    """
-    if not (hasattr(volume, "array") and hasattr(volume, "spacing")):
-        raise ValueError("segment_volume needs an object with .array and .spacing (a Volume); use segment()")
-    return segment(volume.array, volume.spacing, model, preprocessing, **kwargs)
