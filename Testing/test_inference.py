@@ -13,6 +13,7 @@ from torch import nn
 from MPUNetCore.inference import (
     InferenceCancelled,
     Preprocessing,
+    body_box,
     importance_map,
     postprocess_labels,
     predict_probabilities,
@@ -25,6 +26,7 @@ from MPUNetCore.inference import (
     to_network_space,
     window_starts,
 )
+from MPUNetCore.inference.resampling import argmax_classes
 
 IDENTITY = Preprocessing(inplane_factor=1.0, slice_spacing=None)
 
@@ -144,6 +146,11 @@ def test_label_volume_roundtrip_through_network_space():
     probs = probabilities_to_grid(net, labels.shape)
     assert probs.shape == (3, *labels.shape)
     np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
+
+
+def test_fast_argmax_equals_torch_argmax_with_ties():
+    p = torch.randint(0, 3, (4, 3, 5, 6)).float()  # many exact ties
+    torch.testing.assert_close(argmax_classes(p), p.argmax(1).to(torch.uint8))
 
 
 # ----------------------------------------------------------------------------------------- sliding window
@@ -314,6 +321,33 @@ def test_eval_mode_restored_and_probabilities():
     assert model.training
     assert probs.shape == (3, 9, 16, 16) and probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
+
+
+def test_body_box_hand_built():
+    img = -torch.ones(4, 64, 64)
+    img[1, 10:20, 30:41] = 0.2
+    ys, xs = body_box(img, air_value=-1.0, margin=2, multiple=8)
+    assert (ys.start, ys.stop) == (7, 23)  # [8, 22) grown to 16 rows, centred
+    assert xs.stop - xs.start == 16 and xs.start <= 28 and xs.stop >= 43
+    assert body_box(-torch.ones(2, 8, 8), air_value=-1.0) is None
+    ys, xs = body_box(img, air_value=-1.0, margin=40, multiple=8)
+    assert (ys, xs) == (slice(0, 64), slice(0, 64))
+
+
+def test_crop_to_body_skips_air_and_changes_nothing_for_a_pointwise_model():
+    hu, labels = _phantom((16, 64, 64))
+    hu[:, :, :] = np.where(np.abs(np.arange(64) - 20)[None, :, None] < 12, hu, -1000.0)  # body: rows 9-31
+    labels = np.where(hu > -1000, labels, 0)
+    counts = {}
+    for crop in (True, False):
+        calls = []
+        out = segment(
+            hu, (1, 1, 1), ThresholdNet(), IDENTITY, window=(8, 48, 48), overlap=0.0, crop_to_body=crop,
+            progress=lambda d, t, c=calls: c.append(t),
+        )  # fmt: skip
+        np.testing.assert_array_equal(out, labels)
+        counts[crop] = calls[-1]
+    assert counts[True] < counts[False]
 
 
 # ----------------------------------------------------------------------------------------- post-processing

@@ -10,12 +10,14 @@ from .engine import predict_network_probabilities, predict_probabilities, segmen
 from .postprocessing import largest_component, postprocess_labels
 from .preprocessing import NetworkTransform, Preprocessing, to_network_space
 from .resampling import probabilities_to_grid, probabilities_to_labels, resample_to_shape
+from .roi import body_box
 from .sliding_window import InferenceCancelled, importance_map, sliding_window_predict, window_starts
 
 __all__ = [
     "InferenceCancelled",
     "NetworkTransform",
     "Preprocessing",
+    "body_box",
     "importance_map",
     "largest_component",
     "postprocess_labels",

@@ -152,8 +152,25 @@ def probabilities_to_labels(
     """
     out = np.empty(tuple(int(v) for v in out_shape), dtype=np.uint8)
     for z0, z1, blk in iter_to_grid(probs, out_shape, chunk_slices, check):
-        out[z0:z1] = blk.argmax(dim=1).to(torch.uint8).numpy()
+        out[z0:z1] = argmax_classes(blk).numpy()
     return out
+
+
+def argmax_classes(blk: torch.Tensor) -> torch.Tensor:
+    """``blk.argmax(dim=1)`` as uint8 for (n, C, ...) with few classes (first maximum wins, like argmax).
+
+    A running maximum over the C class planes: about 10x faster on CPU than ``argmax`` over the short,
+    strided class axis.
+    """
+    if blk.shape[1] > 255:
+        raise ValueError(f"at most 255 classes fit a uint8 label map, got {blk.shape[1]}")
+    best = blk[:, 0].clone()
+    labels = torch.zeros(best.shape, dtype=torch.uint8)
+    for c in range(1, blk.shape[1]):
+        plane = blk[:, c]
+        labels.masked_fill_(plane > best, c)
+        torch.maximum(best, plane, out=best)
+    return labels
 
 
 def probabilities_to_grid(
