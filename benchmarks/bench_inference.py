@@ -7,10 +7,12 @@ is included; the baseline before inference is printed too) and the Dice agreemen
 ours. All variants share our preprocessing (clip/scale + trilinear resampling), so what differs is the
 windowing, blending and the way back to the input grid:
 
-* ``ours``: ``MPUNetCore.inference.segment`` (``--overlap``, gaussian blending, float32 accumulators at
-  network resolution, chunked trilinear resampling of the probabilities + chunkwise argmax);
+* ``ours``: ``MPUNetCore.inference.segment`` (``--overlap``, ``--blending``, the network run only on
+  the body's in-plane box, float32 accumulators at network resolution, chunked trilinear resampling
+  of the probabilities + chunkwise argmax); ``ours-nocrop``: the same on full planes;
 * ``monai``: ``monai.inferers.sliding_window_inference`` (``--ref-overlap``, ``--monai-mode``), then
   ``F.interpolate`` of the whole probability volume to the input grid and argmax (the usual recipe);
+  ``monai-same``: the same with our ``--overlap`` and ``--blending``;
 * ``released``: the released code's test procedure, re-written from its description (DESIGN §3):
   z padded with zeros at the end until (z - 48) is a multiple of 24, 48-slice windows at stride 24 over
   the full in-plane extent, each window's output upsampled trilinearly to full in-plane resolution and
@@ -41,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-VARIANTS = ("ours", "ours-nocrop", "monai", "released")
+VARIANTS = ("ours", "ours-nocrop", "monai", "monai-same", "released")
 
 
 # ------------------------------------------------------------------------------------------- inputs
@@ -183,7 +185,11 @@ def run_ours_nocrop(ct, spacing, model, args):
     return run_ours(ct, spacing, model, args, crop=False)
 
 
-def run_monai(ct, spacing, model, args):
+def run_monai_same(ct, spacing, model, args):
+    return run_monai(ct, spacing, model, args, overlap=args.overlap, mode=args.blending)
+
+
+def run_monai(ct, spacing, model, args, overlap=None, mode=None):
     import torch
     import torch.nn.functional as F
     from monai.inferers import sliding_window_inference
@@ -193,7 +199,12 @@ def run_monai(ct, spacing, model, args):
     image, tr = to_network_space(ct, spacing, Preprocessing())
     with torch.inference_mode():
         probs = sliding_window_inference(
-            image[None, None], tuple(args.window), args.batch_size, model, args.ref_overlap, args.monai_mode
+            image[None, None],
+            tuple(args.window),
+            args.batch_size,
+            model,
+            args.ref_overlap if overlap is None else overlap,
+            mode or args.monai_mode,
         )
         probs = torch.as_tensor(probs)
         full = F.interpolate(probs, size=tr.input_shape, mode="trilinear", align_corners=False)
@@ -235,7 +246,13 @@ def run_released(ct, spacing, model, args):
         return avg[:, :nz].argmax(0).to(torch.uint8).numpy()
 
 
-RUNNERS = {"ours": run_ours, "ours-nocrop": run_ours_nocrop, "monai": run_monai, "released": run_released}
+RUNNERS = {
+    "ours": run_ours,
+    "ours-nocrop": run_ours_nocrop,
+    "monai": run_monai,
+    "monai-same": run_monai_same,
+    "released": run_released,
+}
 
 
 def _maxrss_mb() -> float:
@@ -251,7 +268,7 @@ def worker(args: argparse.Namespace) -> None:
     model = build_model(args)
     import MPUNetCore.inference  # noqa: F401  (imports outside the timed region)
 
-    if args.worker == "monai":
+    if args.worker.startswith("monai"):
         import monai.inferers  # noqa: F401
     with torch.inference_mode():  # warm-up of the kernels' one-time initialisation
         model(torch.zeros((1, 1, 8, 16, 16)))
@@ -287,7 +304,7 @@ def main(argv: List[str]) -> int:
     p.add_argument("--window", type=int, nargs=3, default=None, help="default: 48 and the full network plane")
     p.add_argument("--overlap", type=float, default=0.25, help="ours")
     p.add_argument("--blending", default="gaussian", choices=("constant", "gaussian"), help="ours")
-    p.add_argument("--ref-overlap", type=float, default=0.5, help="monai and released (stride 24 of 48)")
+    p.add_argument("--ref-overlap", type=float, default=0.5, help="monai and released (0.5: stride 24 of 48)")
     p.add_argument("--monai-mode", default="constant", choices=("constant", "gaussian"))
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--precision", default="float32", choices=("auto", "float32", "bfloat16", "float16"))

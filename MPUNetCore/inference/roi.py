@@ -43,7 +43,7 @@ def body_box(
         tolerance: voxels above ``air_value + tolerance`` count as body.
 
     Returns:
-        (y slice, x slice), or None when nothing is above air (nothing to crop to).
+        (y slice, x slice), or None when the box is the whole plane or nothing is above air (no crop).
     """
     if image.dim() != 3:
         raise ValueError(f"expected a (z, y, x) volume, got shape {tuple(image.shape)}")
@@ -52,4 +52,7 @@ def body_box(
         plane |= (image[z0 : z0 + 64] > air_value + tolerance).any(dim=0)
     if not bool(plane.any()):
         return None
-    return _axis_range(plane.any(dim=1), margin, multiple), _axis_range(plane.any(dim=0), margin, multiple)
+    box = _axis_range(plane.any(dim=1), margin, multiple), _axis_range(plane.any(dim=0), margin, multiple)
+    if box == (slice(0, plane.shape[0]), slice(0, plane.shape[1])):
+        return None
+    return box
