@@ -60,6 +60,7 @@ def synthetic_ct(shape: Tuple[int, int, int], seed: int) -> Tuple[np.ndarray, Tu
     spacing = (0.75, 0.75, 1.0)
     try:
         import SimpleITK as sitk
+
         from MPUNetCore.phantom import make_phantom  # type: ignore[import-not-found]
 
         image, _ = make_phantom(seed, shape=shape, spacing=spacing)
