@@ -85,7 +85,7 @@ class MPUNetSegmentationParameterNode:
     postprocess: bool = True
     outputSegmentation: vtkMRMLSegmentationNode
     show3D: bool = False
-    reference: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]
+    reference: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, None]  # None: nothing chosen
     comparisonTable: vtkMRMLTableNode
 
 

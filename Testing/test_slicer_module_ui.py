@@ -94,9 +94,10 @@ def test_parameter_names_match_fields_and_widget_types() -> None:
         if "vtkMRML" in annotation:
             assert widget_class == "qMRMLNodeComboBox", parameter
             node_types = {s.text for s in _property(widget, "nodeTypes").iter("string")}
-            assert node_types == {part.strip(" ]") for part in annotation.split("[")[-1].split(",")}, (
-                parameter
-            )
+            annotated = {part.strip(" ]") for part in annotation.split("[")[-1].split(",")} - {"None"}
+            assert node_types == annotated, parameter
+            # a union of node types must include None, or an empty selection cannot be stored
+            assert annotation.startswith("vtkMRML") or annotation.endswith(", None]"), parameter
         elif annotation == "bool":
             checkable = _property(widget, "checkable")
             assert widget_class == "QCheckBox" or (
