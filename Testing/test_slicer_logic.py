@@ -268,3 +268,35 @@ def test_bad_arguments_are_refused_before_anything_runs(slicer_scene, logic, tmp
     with pytest.raises(ValueError, match="segmentation to evaluate"):
         logic.compare(labels, labels, volume)
     assert not os.listdir(tmp_path / "runs") and not logic.isRunning
+
+
+def test_a_script_ending_mid_run_leaves_no_process_and_no_files(tmp_path, tiny_model) -> None:
+    import json
+    import subprocess
+    import sys
+
+    image_path, _ = write_phantom(tmp_path / "data", seed=5, shape=(16, 48, 48))
+    runs = tmp_path / "runs-script"
+    runs.mkdir()
+    repo = Path(__file__).resolve().parents[1]
+    script = (
+        "import json, sys\n"
+        "sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
+        "from MPUNetSegmentationLib.headless import ensure_slicer\n"
+        "ensure_slicer()\n"
+        "import slicer.util\n"
+        "from MPUNetSegmentationLib.logic import MPUNetLogic\n"
+        "volume = slicer.util.loadVolume(sys.argv[3])\n"
+        "job = MPUNetLogic(temporaryDirectory=sys.argv[4]).process(\n"
+        "    volume, model=sys.argv[5], device='cpu', waitForCompletion=False)\n"
+        "print(json.dumps({'pid': job.command.pid, 'temp': str(job.temp_dir)}), flush=True)\n"
+    )  # ends without waiting for, or cancelling, the run
+    args = [str(repo / "MPUNetSegmentation"), str(repo), str(image_path), str(runs), str(tiny_model)]
+    command = [sys.executable, "-c", script, *args]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    started = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert started["temp"].startswith(str(runs))
+    with pytest.raises(ProcessLookupError):
+        os.killpg(started["pid"], 0)
+    assert not os.listdir(runs)

@@ -38,6 +38,7 @@ ProgressCallback = Callable[[float, str], None]  # (fraction done in [0, 1], wha
 LogCallback = Callable[[str], None]
 
 _RUNNING: weakref.WeakSet[BackgroundCommand] = weakref.WeakSet()
+_RUNNING_JOBS: weakref.WeakSet[SegmentationJob] = weakref.WeakSet()
 
 
 class BackgroundCommand:
@@ -178,7 +179,9 @@ def _signal_group(pid: int, signum: int) -> None:
 
 
 @atexit.register
-def _stop_all() -> None:  # a script that ends (or fails) while a run is going must not leave it running
+def _stop_all() -> None:  # a script that ends (or fails) while a run is going must not leave it behind
+    for job in list(_RUNNING_JOBS):
+        job.cancel()  # also removes its temporary folder
     for command in list(_RUNNING):
         command.stop(grace=1.0)
 
@@ -310,6 +313,7 @@ class SegmentationJob:
             self._log("Running: " + " ".join(args))
             self.command = BackgroundCommand(args, env=background_environment(), cwd=str(mpunetcore_root()))
             self.command.start()
+            _RUNNING_JOBS.add(self)
         except BaseException:
             self._remove_temp_dir()
             raise
