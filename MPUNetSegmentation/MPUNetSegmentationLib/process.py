@@ -404,6 +404,8 @@ class SegmentationJob:
             stderr = self.stderr_text
             details = "\n".join(line for line in self.command.stderr_lines if not line.startswith('{"event"'))
             details = details.strip() or "(no output)"
+            if returncode is not None and returncode < 0:  # POSIX: killed by a signal, e.g. out of memory
+                details += f"\n(the process was killed by signal {-returncode}; was memory exhausted?)"
             self._fail(
                 SegmentationFailed(
                     f"MPU-Net segmentation failed (exit code {returncode}):\n{details}",
