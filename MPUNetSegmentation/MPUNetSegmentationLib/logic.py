@@ -18,9 +18,9 @@ import os
 from pathlib import Path
 from typing import Any, List, Optional, Union
 
+from .background import BackgroundCommand
 from .dependencies import EnvironmentReport, parse_probe_output, probe_command
 from .process import (
-    BackgroundCommand,
     LogCallback,
     ProgressCallback,
     SegmentationJob,
