@@ -321,6 +321,11 @@ def main(argv: List[str]) -> int:
         worker(args)
         return 0
 
+    if args.model == "released":
+        try:
+            from MPUNetCore.networks import MPUNet  # noqa: F401
+        except ImportError as exc:
+            p.error(f"--model released needs MPUNetCore.networks.MPUNet ({exc}); use --model tiny")
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
@@ -354,6 +359,14 @@ def main(argv: List[str]) -> int:
             if v != "ours":
                 speed, mem = results[v]["seconds"] / ours["seconds"], results[v]["peak_mb"] / ours["peak_mb"]
                 print(f"ours vs {v}: {speed:.2f}x faster, {mem:.2f}x less peak memory")
+        goals = {"released": 2.0, "monai": 1.2}
+        for v, want in goals.items():
+            if v in results and ref is not None:
+                speed = results[v]["seconds"] / ours["seconds"]
+                agree = _dice(labels[v] >= 1, ref >= 1)
+                ok = speed >= want and agree >= 0.995
+                print(f"goal vs {v}: >= {want}x at liver Dice >= 0.995: {speed:.2f}x, {agree:.4f} -> "
+                      f"{'met' if ok else 'NOT met'}")  # fmt: skip
     return 0 if len(results) == len(variants) else 1
 
 
