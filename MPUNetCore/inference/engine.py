@@ -12,8 +12,9 @@ steps with these defaults:
   procedure);
 * probabilities are accumulated in float32 at network resolution and resampled back to the exact input
   grid z-chunk by z-chunk, with the argmax taken per chunk (bounded memory, no geometry drift);
-* the network runs only on the in-plane bounding box of the body (``crop_to_body``), so the air
-  around the patient costs nothing;
+* optionally (``crop_to_body=True``, off by default) the network runs only on the in-plane bounding
+  box of the body, so the air around the patient costs nothing; it changes the network's input (less
+  air than the full planes it was trained on), so check agreement on real weights before using it;
 * largest liver component and tumour-in-liver post-processing.
 
 Memory for a 512 x 512 x 1000 CT (1 mm slices, 3 classes): network image 0.26 GB, accumulators
@@ -55,7 +56,7 @@ def predict_network_probabilities(
     precision: str = "auto",
     progress: Optional[ProgressFn] = None,
     cancel: CancelLike = None,
-    crop_to_body: bool = True,
+    crop_to_body: bool = False,
     body_margin: int = 8,
 ) -> Tuple[torch.Tensor, NetworkTransform]:
     """Class probabilities on the network grid, with the transform back to the input grid.
@@ -143,7 +144,7 @@ def segment(
     precision: str = "auto",
     progress: Optional[ProgressFn] = None,
     cancel: CancelLike = None,
-    crop_to_body: bool = True,
+    crop_to_body: bool = False,
     body_margin: int = 8,
 ) -> np.ndarray:
     """Segment a CT volume; the label map lies exactly on the input grid.
@@ -169,7 +170,8 @@ def segment(
             is raised at the next check (between windows and between stages).
         crop_to_body: run the network only on the in-plane bounding box of the body (everything above
             the lower HU clip, plus ``body_margin``); the in-plane window shrinks to that box. Outside
-            it the labels are background. Saves the work spent on the air around the patient.
+            it the labels are background. Saves the work spent on the air around the patient, but the
+            network sees less air than in training: off by default, verify on real weights first.
         body_margin: network-space voxels of air kept around the body's bounding box.
 
     Returns:
