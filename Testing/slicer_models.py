@@ -56,6 +56,7 @@ def write_phantom(
 ) -> Tuple[Path, Path]:
     """Write a synthetic CT phantom and its label map as NRRD files; return their paths."""
     import SimpleITK as sitk
+
     from MPUNetCore.phantom import make_phantom
 
     image, label = make_phantom(seed, shape=shape)
@@ -73,10 +74,10 @@ def write_phantom(
 def predict_in_process(volume_array: np.ndarray, spacing_xyz, card_path) -> np.ndarray:
     """The label map MPUNetCore computes in this process (the independent reference of a background run)."""
     import torch
-    from MPUNetCore.volume_io import Volume
 
     from MPUNetCore.bundle import load_bundle
     from MPUNetCore.segment import segment_volume
+    from MPUNetCore.volume_io import Volume
 
     torch.set_num_threads(1)
     array = np.asarray(volume_array, np.float32)

@@ -9,7 +9,6 @@ and colours from the model card without importing torch (the Slicer process neve
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple, Union
@@ -28,20 +27,6 @@ from .segmentation_nodes import (
 
 _TUMOUR = re.compile(r"tumou?r|lesion|neoplasm|cancer|metasta", re.IGNORECASE)
 TISSUE = "SCT^85756007^Tissue"  # generic category and type for classes other than liver and tumour
-
-
-def card_path_for(model_path: Union[str, Path]) -> Path:
-    """Return the model card of a bundle given as its card (.json), its weights file or its folder.
-
-    The same rule as ``MPUNetCore.bundle.card_path_for``, which cannot be imported here (it imports torch).
-    """
-    path = Path(model_path)
-    if path.is_dir():
-        cards = sorted(path.glob("*.json"))
-        if len(cards) != 1:
-            raise ValueError(f"{path} must hold exactly one model card (*.json); found {len(cards)}")
-        return cards[0]
-    return path if path.suffix == ".json" else path.with_suffix(".json")
 
 
 def terminology_for_class(name: str) -> str:
@@ -94,14 +79,11 @@ def segment_specs_for_model(model: Optional[str]) -> Tuple[SegmentSpec, ...]:
     Raises:
         ValueError: when the card cannot be found or read.
     """
+    from MPUNetCore.model_card import read_card
     from MPUNetCore.registry import resolve_model
 
-    card = card_path_for(resolve_model(model))
-    try:
-        data = json.loads(card.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read the model card {card}: {error}") from None
-    return segment_specs_from_classes(data.get("classes", []))
+    card = read_card(resolve_model(model))
+    return segment_specs_from_classes([vars(c) for c in card.classes])
 
 
 def _geometry_matches(a: VolumeGeometry, b: VolumeGeometry, tolerance: float = 1e-4) -> bool:
