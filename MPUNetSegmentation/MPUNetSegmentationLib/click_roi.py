@@ -2,9 +2,9 @@
 
 * :func:`click_box` turns the model's window (its input size in network space) into the box of input voxels
   it covers, centred on the clicked voxel and shifted to stay inside the volume. The network-space grid
-  follows ``MPUNetCore.inference.Preprocessing``: in-plane spacing ``input / inplane_factor`` or
-  ``target_spacing``, slice spacing ``slice_spacing`` (or the input's). The box is the largest one whose
-  network-space size does not exceed the window, so the model runs exactly one window.
+  follows ``MPUNetCore.inference.Preprocessing``: in-plane ``inplane_factor`` or ``target_spacing``, slices
+  at ``slice_spacing`` (or the input's). The box is the largest one whose network-space size does not
+  exceed the window, so the model runs exactly one window.
 * :func:`component_at` picks what was clicked in the label map the model returned for that box: the
   class of the voxel under the point (tumour if it is label 2, liver otherwise) and the connected
   component of that class's mask holding the point; background under the point means nothing was found.
@@ -52,10 +52,13 @@ class Box:
         return all(a <= int(i) < b for i, a, b in zip(index, self.start, self.stop))
 
 
-def network_spacing(
+def network_ratios(
     spacing_xyz: Sequence[float], preprocessing: Mapping[str, Any]
 ) -> Tuple[float, float, float]:
-    """The ``(x, y, z)`` spacing in mm of the network-space grid for an input of ``spacing_xyz``.
+    """Network voxels per input voxel along z, y, x for an input of ``spacing_xyz``.
+
+    The network grid has ``round(n x ratio)`` voxels for ``n`` input voxels, as in
+    ``MPUNetCore.inference.Preprocessing.network_shape``.
 
     Args:
         spacing_xyz: input voxel size (x, y, z) in mm.
@@ -63,7 +66,7 @@ def network_spacing(
             ``slice_spacing``), as ``Preprocessing.to_dict()`` writes it.
 
     Returns:
-        The network grid's voxel size (x, y, z), before rounding to whole voxels.
+        ``(z, y, x)`` ratios.
 
     Raises:
         ValueError: when the preprocessing names neither an in-plane factor nor a target spacing.
@@ -72,14 +75,14 @@ def network_spacing(
     target = preprocessing.get("target_spacing")
     factor = preprocessing.get("inplane_factor", 0.5 if target is None else None)
     if target is not None:
-        nx, ny = float(target[0]), float(target[1])
+        ry, rx = sy / float(target[1]), sx / float(target[0])
     elif factor:
-        nx, ny = sx / float(factor), sy / float(factor)
+        ry = rx = float(factor)
     else:
         raise ValueError("the model's preprocessing needs 'inplane_factor' or 'target_spacing'")
     slice_spacing = preprocessing.get("slice_spacing", 1.0)
-    nz = sz if slice_spacing is None else float(slice_spacing)
-    return nx, ny, nz
+    rz = 1.0 if slice_spacing is None else sz / float(slice_spacing)
+    return rz, ry, rx
 
 
 def click_box(
@@ -96,12 +99,12 @@ def click_box(
         shape_zyx: the volume's array shape.
         spacing_xyz: the volume's voxel size (x, y, z) in mm.
         window: the model's network-space window ``(D, H, W)``; None or 0: the full extent of that axis.
-        preprocessing: the model card's preprocessing (see :func:`network_spacing`).
+        preprocessing: the model card's preprocessing (see :func:`network_ratios`).
 
     Returns:
-        The box: along each axis ``floor(window x network spacing / input spacing)`` voxels (the whole
-        axis when that is larger, or when the window is the full extent), centred on the voxel as far as
-        the volume allows.
+        The box: along each axis the most input voxels whose network-space size fits the window (the
+        whole axis when the window is the full extent or covers it), centred on the voxel as far as the
+        volume allows.
 
     Raises:
         ValueError: when the voxel lies outside the volume or the window is not three sizes.
@@ -112,15 +115,18 @@ def click_box(
         raise ValueError(f"expected 3D index, shape and window, got {index_zyx}, {shape_zyx}, {window}")
     if not all(0 <= i < n for i, n in zip(index, shape)):
         raise ValueError(f"voxel {tuple(index)} lies outside the volume (shape {tuple(shape)})")
-    net_xyz = network_spacing(spacing_xyz, preprocessing)
+    ratios = network_ratios(spacing_xyz, preprocessing)
     start, stop = [], []
     for axis in range(3):  # z, y, x
-        size, w = shape[axis], window[axis]
-        in_spacing, out_spacing = float(spacing_xyz[2 - axis]), net_xyz[2 - axis]
+        size, w, ratio = shape[axis], window[axis], ratios[axis]
         if w in (None, 0):
             length = size
         else:
-            length = max(1, min(size, int(math.floor(int(w) * out_spacing / in_spacing + 1e-6))))
+            length = max(1, min(size, int(math.floor(int(w) / ratio))))
+            while length < size and round((length + 1) * ratio) <= int(w):  # Python's rounding, as MPUNetCore
+                length += 1
+            while length > 1 and round(length * ratio) > int(w):
+                length -= 1
         low = min(max(index[axis] - length // 2, 0), size - length)
         start.append(low)
         stop.append(low + length)
