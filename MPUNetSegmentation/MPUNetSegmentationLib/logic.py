@@ -280,6 +280,12 @@ class MPUNetLogic:
         segmenter = getattr(self, "_clickSegmenter", None)
         return segmenter.poll() if segmenter is not None else []
 
+    @property
+    def clicksPending(self) -> bool:
+        """True while a click submitted with ``waitForCompletion=False`` is not finished."""
+        segmenter = getattr(self, "_clickSegmenter", None)
+        return bool(segmenter is not None and segmenter.pending)
+
     def stopClickSegmenter(self) -> None:
         """Stop the click worker (it is restarted by the next click)."""
         segmenter = getattr(self, "_clickSegmenter", None)
