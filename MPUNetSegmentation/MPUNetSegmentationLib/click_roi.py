@@ -192,8 +192,10 @@ def component_at(
     class_name = "tumor" if value in class_labels["tumor"] else "liver"
     mask = np.isin(labels, class_labels[class_name])
     image = sitk.GetImageFromArray(mask.astype(np.uint8))
-    components = sitk.GetArrayViewFromImage(sitk.ConnectedComponent(image, fully_connected))
+    labelled = sitk.ConnectedComponent(image, fully_connected)  # keep it alive while its view is read
+    components = sitk.GetArrayViewFromImage(labelled)
     component = components == components[index]
+    del components, labelled
     faces = list(open_faces) if open_faces is not None else [True] * 6
     touching = [
         component[0].any(),
