@@ -9,13 +9,14 @@ Protocol: one JSON object per line. The worker writes to **stdout** only protoco
 to stderr.
 
 * On start-up, after loading the model: ``{"event": "ready", "model": name, "device": "cpu",
-  "classes": [...], "window": [D, H, W or null], "preprocessing": {...}, "input_multiple": 8,
-  "seconds": load time}``; a model that cannot be loaded ends the process with
+  "classes": [...], "window": [D, H, W or null], "click_window": [...], "preprocessing": {...},
+  "input_multiple": 8, "seconds": load time}``; a model that cannot be loaded ends the process with
   ``{"event": "error", "message": ...}`` and exit code 2.
 * Request ``{"id": 7, "op": "segment", "input": "crop.nrrd", "output": "labels.nrrd", "tta": false,
-  "postprocess": false}``: the volume file is segmented with the card's preprocessing and window and the
-  label map written with exactly its geometry. Answer ``{"event": "done", "id": 7, "seconds": s,
-  "shape": [z, y, x]}``, or ``{"event": "error", "id": 7, "message": ...}`` (the worker keeps serving).
+  "postprocess": false, "window": [D, H, W]}``: the volume file is segmented with the card's preprocessing
+  and window (or the one given) and the label map written with exactly its geometry. Answer
+  ``{"event": "done", "id": 7, "seconds": s, "shape": [z, y, x]}``, or
+  ``{"event": "error", "id": 7, "message": ...}`` (the worker keeps serving).
 * ``{"op": "quit"}`` or the end of stdin ends the worker with exit code 0.
 """
 
@@ -39,6 +40,26 @@ def _window(card: Any) -> List[Optional[int]]:
 
     window = card.inference.get("window", DEFAULT_WINDOW)
     return [None if w in (None, 0) else int(w) for w in window]
+
+
+def click_window(card: Any) -> List[Optional[int]]:
+    """The window for one region around a point: the input size the model was trained on, if known.
+
+    In order: the card's ``inference.click_window``; the training patch (``training.config.train.patch``,
+    as ``mpunet-train`` records it); else the whole-volume window (:func:`_window`).
+    """
+    explicit = card.inference.get("click_window")
+    if explicit:
+        return [None if w in (None, 0) else int(w) for w in explicit]
+    config = card.training.get("config") if isinstance(card.training, dict) else None
+    patch = (config or {}).get("train", {}).get("patch") if isinstance(config, dict) else None
+    if (
+        isinstance(patch, (list, tuple))
+        and len(patch) == 3
+        and all(isinstance(v, int) and v > 0 for v in patch)
+    ):
+        return [int(v) for v in patch]
+    return _window(card)
 
 
 class ModelWorker:
@@ -72,6 +93,7 @@ class ModelWorker:
             "device": str(self.device),
             "classes": [c.__dict__ for c in self.card.classes],
             "window": self.window,
+            "click_window": click_window(self.card),
             "preprocessing": self.preprocessing.to_dict(),
             "input_multiple": int(getattr(self.bundle.model, "input_multiple", 8) or 1),
             "seconds": round(self.load_seconds, 3),
@@ -92,7 +114,8 @@ class ModelWorker:
         start = time.perf_counter()
         volume = read_volume(request["input"])
         settings = {k: tuple(v) if isinstance(v, list) else v for k, v in self.card.inference.items()}
-        settings["window"] = tuple(self.window)
+        window = request.get("window") or self.window
+        settings["window"] = tuple(None if w in (None, 0) else int(w) for w in window)
         labels = segment(
             volume.array,
             volume.spacing,

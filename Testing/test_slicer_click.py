@@ -57,6 +57,23 @@ def test_click_box_full_extent_window_and_bad_points() -> None:
         click_box((40, 0, 0), (40, 64, 80), (0.7, 0.7, 3.0), (32, None, None), PREPROCESSINGS[1])
 
 
+def test_click_window_is_the_training_patch_when_the_card_records_it() -> None:
+    from MPUNetCore.bundle import ModelCard, SegmentClass
+    from MPUNetCore.worker import click_window
+
+    def card(inference, training=None):
+        classes = [SegmentClass(0, "Background"), SegmentClass(1, "Liver")]
+        architecture = {"network": "UNet", "out_channels": 2}
+        return ModelCard("m", architecture, classes, {}, inference=inference, training=training or {})
+
+    assert click_window(card({"window": [32, None, None]})) == [32, None, None]
+    assert click_window(card({"window": [32, 0, 0]})) == [32, None, None]
+    trained = card({"window": [32, None, None]}, {"config": {"train": {"patch": [32, 64, 64]}}})
+    assert click_window(trained) == [32, 64, 64]
+    explicit = card({"window": [32, None, None], "click_window": [16, 96, 96]}, trained.training)
+    assert click_window(explicit) == [16, 96, 96]
+
+
 def _lesions() -> np.ndarray:
     """A liver (1) with two tumours (2) touching only along an edge, and a separate liver island."""
     labels = np.zeros((12, 20, 20), np.uint8)

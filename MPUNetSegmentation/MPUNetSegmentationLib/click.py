@@ -4,8 +4,10 @@ A :class:`ClickSegmenter` keeps one model worker (:mod:`.model_worker`) alive, s
 for starting torch and loading the model. Each click:
 
 1. maps the point (world RAS, or a markups node's control point) to a voxel of the input volume;
-2. cuts the box of input voxels that one network window covers around it (:func:`.click_roi.click_box`)
-   and writes it to a temporary NRRD with its exact geometry (the volume node is not modified);
+2. cuts the box of input voxels that one network window covers around it (:func:`.click_roi.click_box`;
+   the window is the model's input size, i.e. its training patch when the card records it, see
+   ``MPUNetCore.worker.click_window``) and writes it to a temporary NRRD with its exact geometry (the
+   volume node is not modified);
 3. lets the worker segment that box (no post-processing: a lesion must not be dropped for lying outside
    the largest liver piece of a partial view);
 4. takes the connected component under the point (:func:`.click_roi.component_at`): label 2 under the
@@ -260,7 +262,8 @@ class ClickSegmenter:
 
         info = self.worker.info or {}
         array, geometry = array_from_volume_node(click.volume, copy=False)
-        box = click_box(click.index, array.shape, geometry.spacing, info["window"], info["preprocessing"])
+        window = info.get("click_window") or info["window"]  # the model's input size (training patch)
+        box = click_box(click.index, array.shape, geometry.spacing, window, info["preprocessing"])
         if self._temp_dir is None:
             self._temp_dir = Path(tempfile.mkdtemp(prefix="MPUNet-click-", dir=self.temporary_root))
         number = self.worker._next_id
@@ -274,7 +277,9 @@ class ClickSegmenter:
         image.SetDirection(geometry.direction)
         sitk.WriteImage(image, str(crop_path))
         click.box, click.files = box, (crop_path, label_path)
-        click.request_id = self.worker.request("segment", input=str(crop_path), output=str(label_path))
+        click.request_id = self.worker.request(
+            "segment", input=str(crop_path), output=str(label_path), window=list(window)
+        )
 
     def _finish(self, click: PendingClick, answer: Dict[str, Any]) -> ClickResult:
         import SimpleITK as sitk
