@@ -9,6 +9,8 @@ following clicks from the request to the segment in the scene, and the worker's 
     python benchmarks/bench_click.py --model path/card.json --shape 96 512 512 --clicks 6 --threads 2
 
 ``--threads`` limits the worker's torch threads (OMP_NUM_THREADS), e.g. 2 for "2 CPU cores".
+``--demo-architecture`` times an untrained bundle with the demo model's architecture and card (the cost of a
+click does not depend on the weights), for when the trained demo model is not at hand.
 """
 
 from __future__ import annotations
@@ -27,6 +29,38 @@ for _path in (ROOT / "MPUNetSegmentation", ROOT):
         sys.path.insert(0, str(_path))
 
 
+def demo_architecture_bundle(folder: Path) -> Path:
+    """An untrained bundle like the demo model (Training/configs/phantom_demo.toml); returns its card path."""
+    import torch
+
+    from MPUNetCore.bundle import ModelCard, SegmentClass, build_network, save_bundle
+
+    architecture = {
+        "network": "MPUNet",
+        "preset": "released",
+        "spatial_dims": 3,
+        "in_channels": 1,
+        "out_channels": 3,
+        "overrides": {"channels": [8, 16, 32, 64, 128]},
+    }
+    classes = [SegmentClass(0, "Background"), SegmentClass(1, "Liver"), SegmentClass(2, "Liver tumor")]
+    card = ModelCard(
+        name="demo-architecture-untrained",
+        architecture=architecture,
+        classes=classes,
+        preprocessing={
+            "hu_window": [-200, 200],
+            "scale": 200.0,
+            "target_spacing": [2.0, 2.0],
+            "slice_spacing": 3.0,
+        },
+        inference={"window": [32, None, None], "overlap": 0.25},
+        training={"config": {"train": {"patch": [32, 64, 64]}}},
+    )
+    torch.manual_seed(0)
+    return save_bundle(build_network(architecture), card, folder / "demo-architecture.json", overwrite=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="registry name or bundle path (default: bundled model)")
@@ -34,6 +68,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--clicks", type=int, default=6, help="clicks after the first")
     parser.add_argument("--threads", type=int, default=None, help="torch threads of the worker")
+    parser.add_argument(
+        "--demo-architecture", action="store_true", help="untrained bundle with the demo model's architecture"
+    )
     args = parser.parse_args()
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -49,6 +86,8 @@ def main() -> int:
 
     ensure_slicer()
     with tempfile.TemporaryDirectory(prefix="bench-click-") as folder:
+        if args.demo_architecture:
+            args.model = str(demo_architecture_bundle(Path(folder)))
         image, label = make_phantom(args.seed, shape=tuple(args.shape))
         sitk.WriteImage(image, os.path.join(folder, "ct.nrrd"))
         volume = slicer.util.loadVolume(os.path.join(folder, "ct.nrrd"))
