@@ -270,6 +270,23 @@ def test_repeated_clicks_add_segments_or_merge_into_the_chosen_one(
         click_logic.segmentAtPoint(volume, markups, node, segmentId="nope", model=model)
 
 
+def test_a_model_that_cannot_load_reports_the_workers_error(slicer_scene, tmp_path, phantom_volume) -> None:
+    from MPUNetSegmentationLib.logic import MPUNetLogic
+    from MPUNetSegmentationLib.model_worker import WorkerFailed
+
+    volume, _ = phantom_volume
+    logic = MPUNetLogic(temporaryDirectory=str(tmp_path))
+    nodes_before = slicer_scene.GetNumberOfNodes()
+    try:
+        with pytest.raises(WorkerFailed, match="does not exist"):
+            logic.segmentAtPoint(
+                volume, _ras_of(volume, (20, 48, 48)), model=str(tmp_path / "nope.json"), timeout=120
+            )
+        assert slicer_scene.GetNumberOfNodes() == nodes_before and not logic.clicksPending
+    finally:
+        logic.stopClickSegmenter()
+
+
 # ----------------------------------------------------------------------------- trained demo model
 
 

@@ -114,6 +114,10 @@ class ToolsSection(VTKObservationMixin):
         if not p or not p.inputVolume:
             self.clickStatusLabel.text = _("Select an input volume first.")
             return
+        if self.owner.logic.clicksPending and not p.outputSegmentation:
+            self.clickStatusLabel.text = _("Wait for the first point to finish: it creates the segmentation.")
+            caller.RemoveNthControlPoint(caller.GetNumberOfControlPoints() - 1)
+            return
         position = [0.0, 0.0, 0.0]
         caller.GetNthControlPointPositionWorld(caller.GetNumberOfControlPoints() - 1, position)
         with slicer.util.tryWithErrorDisplay(_("Click to segment failed."), waitCursor=True):

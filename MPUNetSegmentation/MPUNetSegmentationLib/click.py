@@ -152,6 +152,7 @@ class ClickSegmenter:
         self.log_callback = log_callback
         self.pending: List[PendingClick] = []
         self._temp_dir: Optional[Path] = None
+        self._count = 0
 
     def start(self) -> ClickSegmenter:
         """Start the worker now (model loading happens in the background); returns self."""
@@ -202,11 +203,12 @@ class ClickSegmenter:
         for click in list(self.pending):
             if click.request_id is None and self.worker.info is not None:
                 self._send(click)
-            answer = answers.get(click.request_id) if click.request_id is not None else None
-            if answer is None:
-                answer = self.worker.answers.pop(click.request_id, None) if click.request_id else None
+            if click.request_id is None:
+                continue
+            answer = answers.get(click.request_id) or self.worker.answers.get(click.request_id)
             if answer is None:
                 continue
+            self.worker.answers.pop(click.request_id, None)
             self.pending.remove(click)
             try:
                 click.result = self._finish(click, answer)
@@ -266,7 +268,8 @@ class ClickSegmenter:
         box = click_box(click.index, array.shape, geometry.spacing, window, info["preprocessing"])
         if self._temp_dir is None:
             self._temp_dir = Path(tempfile.mkdtemp(prefix="MPUNet-click-", dir=self.temporary_root))
-        number = self.worker._next_id
+        self._count += 1
+        number = self._count
         crop_path, label_path = (
             self._temp_dir / f"crop-{number}.nrrd",
             self._temp_dir / f"labels-{number}.nrrd",

@@ -114,8 +114,11 @@ class ModelWorkerClient:
         return args + (["--model", str(self.model)] if self.model else [])
 
     def start(self) -> ModelWorkerClient:
-        """Launch the worker; it loads the model in the background (see :attr:`ready`). Returns self."""
+        """Launch the worker (again, if it ended); it loads the model in the background. Returns self."""
+        if self._command is not None and self._command.done():  # ended (failed or killed): start afresh
+            self.stop()
         if self._command is None:
+            self.error, self.answers = None, {}
             self._log("Starting the model worker: " + " ".join(self.args))
             self._command = _InteractiveCommand(
                 self.args, env=background_environment(), cwd=str(mpunetcore_root())
