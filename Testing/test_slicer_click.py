@@ -1,7 +1,7 @@
 """Click to segment on Slicer's real MRML (slicer-core), with the model in a real background worker process.
 
 Covered: the input-grid box of one network window (checked against ``MPUNetCore.inference.Preprocessing``),
-the component under a click (checked against ``scipy.ndimage.label``), and whole clicks through
+the component under a click (checked against a hand-written flood fill), and whole clicks through
 ``MPUNetLogic.segmentAtPoint``: a model that says "background" everywhere gives "nothing found at this point"
 and changes nothing; a model that says "tumour" everywhere shows that exactly the planned box was segmented
 and lands on the right voxels; new segments, unique names, merging, the markups-node input, a point outside
@@ -14,12 +14,13 @@ model is in the registry, and is skipped (saying so) before. Nothing is mocked.
 from __future__ import annotations
 
 import os
+from collections import deque
+from itertools import product
 from pathlib import Path
 
 import numpy as np
 import pytest
 from MPUNetSegmentationLib.click_roi import NOTHING_FOUND, Box, click_box, component_at, open_faces
-from scipy import ndimage
 
 PREPROCESSINGS = (
     {"hu_window": [-200, 200], "scale": 200.0, "inplane_factor": 0.5, "slice_spacing": 1.0},
@@ -84,20 +85,34 @@ def _lesions() -> np.ndarray:
     return labels
 
 
-def test_component_under_the_click_matches_scipy_labelling() -> None:
+def flood(mask: np.ndarray, seed, full: bool = False) -> np.ndarray:
+    """The connected part of ``mask`` holding ``seed`` (6- or 26-neighbours), by breadth-first search."""
+    steps = [d for d in product((-1, 0, 1), repeat=3) if any(d) and (full or sum(map(abs, d)) == 1)]
+    region = np.zeros(mask.shape, bool)
+    region[tuple(seed)] = True
+    queue = deque([tuple(seed)])
+    while queue:
+        voxel = queue.popleft()
+        for step in steps:
+            near = tuple(v + s for v, s in zip(voxel, step))
+            if all(0 <= n < size for n, size in zip(near, mask.shape)) and mask[near] and not region[near]:
+                region[near] = True
+                queue.append(near)
+    return region
+
+
+def test_component_under_the_click_matches_a_flood_fill() -> None:
     labels = _lesions()
-    tumour_parts, _ = ndimage.label(labels == 2)  # 6-connectivity: the two tumours stay apart
     component = component_at(labels, (5, 5, 5))
     assert component.class_name == "tumor" and component.label == 2
-    np.testing.assert_array_equal(component.mask, tumour_parts == tumour_parts[5, 5, 5])
-    assert not component.mask[7, 7, 5]
+    np.testing.assert_array_equal(component.mask, flood(labels == 2, (5, 5, 5)))
+    assert not component.mask[7, 7, 5]  # 6-connectivity: the tumour touching along an edge stays apart
     joined = component_at(labels, (5, 5, 5), fully_connected=True)
-    full_parts, _ = ndimage.label(labels == 2, structure=np.ones((3, 3, 3)))
-    np.testing.assert_array_equal(joined.mask, full_parts == full_parts[5, 5, 5])
+    np.testing.assert_array_equal(joined.mask, flood(labels == 2, (5, 5, 5), full=True))
+    assert joined.mask[7, 7, 5]
     liver = component_at(labels, (3, 3, 12))  # liver = labels 1 and 2 (LiTS): the organ with its tumours
-    liver_parts, _ = ndimage.label(labels > 0)
     assert liver.class_name == "liver"
-    np.testing.assert_array_equal(liver.mask, liver_parts == liver_parts[3, 3, 12])
+    np.testing.assert_array_equal(liver.mask, flood(labels > 0, (3, 3, 12)))
     assert liver.mask[5, 5, 5] and not liver.mask[3, 17, 17]
     assert component_at(labels, (0, 0, 0)) is None
 
@@ -311,12 +326,18 @@ def test_click_in_a_phantom_tumour_finds_that_tumour_and_nothing_else(
     ct, label = write_phantom(tmp_path, seed=2, shape=(48, 128, 128))
     volume = slicer.util.loadVolume(str(ct))
     reference = slicer.util.arrayFromVolume(slicer.util.loadLabelVolume(str(label)))
-    tumours, count = ndimage.label(reference == 2)
-    largest = 1 + int(np.argmax(ndimage.sum(np.ones_like(tumours), tumours, range(1, count + 1))))
-    target = tumours == largest
-    centre = np.round(ndimage.center_of_mass(target)).astype(int)
+    import SimpleITK as sitk
+
+    tumours = sitk.GetArrayFromImage(
+        sitk.RelabelComponent(
+            sitk.ConnectedComponent(sitk.GetImageFromArray((reference == 2).astype(np.uint8)))
+        )
+    )
+    target = tumours == 1  # the largest tumour
+    voxels = np.argwhere(target)
+    centre = np.round(voxels.mean(axis=0)).astype(int)
     if not target[tuple(centre)]:
-        centre = np.argwhere(target)[len(np.argwhere(target)) // 2]
+        centre = voxels[len(voxels) // 2]
     result = click_logic.segmentAtPoint(volume, _ras_of(volume, centre), model=model, timeout=300)
     assert result.found and result.class_name == "tumor", result.message
     mask = _segment_mask(result.segmentation_node, result.segment_id, volume)
