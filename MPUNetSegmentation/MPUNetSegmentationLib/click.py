@@ -202,7 +202,11 @@ class ClickSegmenter:
         finished = []
         for click in list(self.pending):
             if click.request_id is None and self.worker.info is not None:
-                self._send(click)
+                try:
+                    self._send(click)
+                except Exception:  # e.g. the crop cannot be written: this click is over
+                    self.pending.remove(click)
+                    raise
             if click.request_id is None:
                 continue
             answer = answers.get(click.request_id) or self.worker.answers.get(click.request_id)
