@@ -62,7 +62,24 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
-def _side_by_side(left, right, rows, path: Path) -> Path:
+def _largest_tumour_ras(reference, volume):
+    """RAS centre of the expert's largest tumour (None without tumours): the slice the screenshots show."""
+    import numpy as np
+    import SimpleITK as sitk
+    import slicer.util
+    import vtk
+
+    tumours = (slicer.util.arrayFromVolume(reference) == 2).astype(np.uint8)
+    if not tumours.any():
+        return None
+    parts = sitk.RelabelComponent(sitk.ConnectedComponent(sitk.GetImageFromArray(tumours)))
+    k, j, i = np.argwhere(sitk.GetArrayViewFromImage(parts) == 1).mean(axis=0)
+    matrix = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(matrix)
+    return matrix.MultiplyPoint([float(i), float(j), float(k), 1.0])[:3]
+
+
+def _side_by_side(left, right, rows, path: Path, model_name: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,7 +87,7 @@ def _side_by_side(left, right, rows, path: Path) -> Path:
 
     figure = plt.figure(figsize=(10.0, 5.7), facecolor=BACKGROUND)
     for position, image, title in (
-        (0.0, left, "MPU-Net prediction (Red)"),
+        (0.0, left, f"Prediction: {model_name} (Red)"),
         (0.5, right, "Expert label (Yellow)"),
     ):
         axes = figure.add_axes([position + 0.005, 0.235, 0.49, 0.7])
@@ -129,7 +146,9 @@ def make_screenshots(model: Optional[str], output: Path, seed: int = 2, shape=(6
     from MPUNetSegmentationLib.review_views import LEFT_VIEW, RIGHT_VIEW, slice_logic
     from MPUNetSegmentationLib.slice_rendering import render_slice_view
 
+    from MPUNetCore.model_card import read_card
     from MPUNetCore.phantom import make_phantom
+    from MPUNetCore.registry import resolve_model
 
     ensure_slicer()
     output.mkdir(parents=True, exist_ok=True)
@@ -146,14 +165,16 @@ def make_screenshots(model: Optional[str], output: Path, seed: int = 2, shape=(6
         display.SetWindowLevel(400, 40)  # abdomen
         logic = MPUNetLogic(temporaryDirectory=folder)
         prediction = logic.process(volume, model=model, device="cpu", logCallback=print)
+        model_name = read_card(resolve_model(model)).name
+        focus = _largest_tumour_ras(reference, volume)
         table = logic.compare(prediction, reference, volume)
         rows = _table_rows(table)
-        state = start_review(volume, prediction, reference, SIDE_BY_SIDE, table=table)
+        state = start_review(volume, prediction, reference, SIDE_BY_SIDE, table=table, focus_ras=focus)
         left = render_slice_view(slice_logic(LEFT_VIEW), 480, 480)
         right = render_slice_view(slice_logic(RIGHT_VIEW), 480, 480)
         state.end()
-        paths = [_side_by_side(left, right, rows, output / SIDE_BY_SIDE_PNG)]
-        state = start_review(volume, prediction, reference, OVERLAY, table=table)
+        paths = [_side_by_side(left, right, rows, output / SIDE_BY_SIDE_PNG, model_name)]
+        state = start_review(volume, prediction, reference, OVERLAY, table=table, focus_ras=focus)
         paths.append(_overlay(render_slice_view(slice_logic(LEFT_VIEW), 560, 560), output / OVERLAY_PNG))
         state.end()
     return paths
