@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from MPUNetCore.networks import MPUNet, PositionAttention, position_attention
+from MPUNetCore.networks.blocks import BoxMaxPool
 
 SMALL = (4, 8, 16, 32, 64)
 
@@ -65,6 +66,21 @@ def test_released_details_elu_alpha_prelu_sharing():
     assert net.bottleneck.attention.gamma.item() == 0.0
     assert net.input_multiple == 8
     assert MPUNet("paper").downs[0].layers[3].alpha == 1.0
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 6, 7), (1, 2, 1, 4, 3), (2, 3, 9, 8)])
+def test_box_max_pool_equals_max_pool_values_and_gradients(shape):
+    torch.manual_seed(9)
+    x = torch.randn(shape)
+    x[..., :2] = 0.5  # constant regions: ties
+    pool = F.max_pool3d if len(shape) == 5 else F.max_pool2d
+    with torch.no_grad():
+        assert torch.equal(BoxMaxPool()(x), pool(x, 3, 1, 1))
+    xg, xr = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    g = torch.randn(shape)
+    BoxMaxPool()(xg).backward(g)
+    pool(xr, 3, 1, 1).backward(g)
+    assert torch.equal(xg.grad, xr.grad)
 
 
 # --------------------------------------------------------------------------------------------- outputs

@@ -23,6 +23,7 @@ computes the same result exactly, in pieces:
 
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import torch
@@ -195,7 +196,8 @@ def position_attention(
     # Exponentials and row sums in float32 even for half-precision inputs; no autocast in the GEMMs.
     compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
     # No copies of channel-major inputs: the GEMMs take transposed operands as they are.
-    with torch.autocast(device_type=query.device.type, enabled=False):
+    no_autocast = query.device.type in ("cpu", "cuda")  # other devices (e.g. meta) have no autocast
+    with torch.autocast(query.device.type, enabled=False) if no_autocast else contextlib.nullcontext():
         out = _ChunkedAttention.apply(
             query.reshape(batch * heads, n_tok, q_dim).to(compute),
             key.reshape(batch * heads, n_tok, q_dim).to(compute),
