@@ -11,7 +11,7 @@ FLOP/s of each mode can be read against it.
 Modes: ``fp32`` (eager, NCDHW, default threads), ``threads1`` (one intra-op thread),
 ``channels_last`` (channels_last_3d model and input), ``bf16`` (``torch.autocast("cpu",
 torch.bfloat16)``), ``compile`` (``torch.compile``, inductor; the first call compiles and is not
-timed), ``compile_cl`` (compile + channels_last).
+timed: see the "first s" column), and combinations joined by "+", e.g. ``compile+threads1``.
 
 The weights are random (seeded) unless ``--weights`` gives a state dict for the released preset; with
 random weights many voxels sit near a tie between the classes, which makes the Dice check stricter
@@ -40,7 +40,8 @@ sys.path.insert(0, str(REPO))
 
 from MPUNetCore.networks import MPUNet  # noqa: E402
 
-MODES = ("fp32", "threads1", "channels_last", "bf16", "compile", "compile_cl")
+PARTS = ("fp32", "threads1", "channels_last", "bf16", "compile")
+MODES = ("fp32", "threads1", "channels_last", "bf16", "compile", "compile+threads1")
 
 
 def build(args, device: str = "cpu") -> MPUNet:
@@ -91,15 +92,15 @@ def matmul_flops(threads: int, n: int = 2048, repeat: int = 5) -> float:
 
 def worker(args) -> dict:
     """Run one mode in this process; save probabilities to args.out; return timings."""
-    mode = args.worker
-    if mode == "threads1":
+    parts = set(args.worker.split("+"))
+    if "threads1" in parts:
         torch.set_num_threads(1)
     net, x = build(args), make_input(args.size)
-    if mode in ("channels_last", "compile_cl"):
+    if "channels_last" in parts:
         net = net.to(memory_format=torch.channels_last_3d)
         x = x.contiguous(memory_format=torch.channels_last_3d)
-    run = torch.compile(net) if mode.startswith("compile") else net
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16")
+    run = torch.compile(net) if "compile" in parts else net
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled="bf16" in parts)
     times, first = [], None
     with torch.no_grad(), autocast:
         for i in range(args.warmup + args.repeat):
@@ -127,7 +128,7 @@ def main() -> None:
     )
     parser.add_argument("--size", type=int, nargs=3, default=[48, 256, 256], metavar=("D", "H", "W"))
     parser.add_argument("--channels", type=int, nargs=5, default=[16, 32, 64, 128, 256])
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--modes", nargs="+", default=list(MODES), help=f"modes: {PARTS} joined by '+'")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls per mode (compile: >= 1)")
     parser.add_argument("--repeat", type=int, default=1, help="timed calls per mode")
     parser.add_argument("--weights", help="state dict of MPUNet('released') to use instead of random")
@@ -136,6 +137,9 @@ def main() -> None:
     args = parser.parse_args()
     if any(s % MPUNet.input_multiple for s in args.size):
         parser.error(f"--size values must be multiples of {MPUNet.input_multiple}")
+    bad = [m for m in args.modes if not set(m.split("+")) <= set(PARTS)]
+    if bad:
+        parser.error(f"unknown mode(s) {bad}; combine {PARTS} with '+'")
     if args.worker:
         print(json.dumps(worker(args)))
         return
@@ -172,7 +176,7 @@ def main() -> None:
     ref = results["fp32"]["probs"]
     ref_fg = ref.argmax(1) > 0
     base = min(results["fp32"]["times"])
-    print(f"\n{'mode':>14} {'thr':>4} {'time s':>8} {'first s':>8} {'speed-up':>9} {'GFLOP/s':>8} "
+    print(f"\n{'mode':>22} {'thr':>4} {'time s':>8} {'first s':>8} {'speed-up':>9} {'GFLOP/s':>8} "
           f"{'%GEMM':>6} {'peak GB':>8} {'Dice':>8} {'max|dp|':>9}")  # fmt: skip
     best = None
     for mode, r in results.items():
@@ -183,7 +187,7 @@ def main() -> None:
         share = 100 * rate / gemm[r["threads"]] if r["threads"] in gemm else float("nan")
         timing = f"{t:>8.2f} {r['first_s']:>8.2f} {base / t:>8.2f}x"
         print(
-            f"{mode:>14} {r['threads']:>4} {timing} {rate / 1e9:>8.1f} {share:>5.0f}% "
+            f"{mode:>22} {r['threads']:>4} {timing} {rate / 1e9:>8.1f} {share:>5.0f}% "
             f"{r['peak_rss_mb'] / 1024:>8.2f} {d:>8.5f} {dp:>9.2e}"
         )
         if d >= 0.999 and (best is None or t < best[1]):
