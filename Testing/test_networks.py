@@ -5,6 +5,8 @@ The released-weights loader is tested in test_networks_released.py.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -159,6 +161,17 @@ def test_paper_position_embedding_handles_any_multiple_of_8(size):
     with torch.no_grad():
         probs = net(torch.randn(1, 1, *size))
     assert probs.shape == (1, 2, *size) and torch.isfinite(probs).all()
+
+
+@pytest.mark.parametrize("preset", ["released", "paper"])
+def test_config_rebuilds_the_same_network(preset):
+    net = MPUNet(preset, spatial_dims=2, in_channels=2, out_channels=3, channels=SMALL, dropout=0.1)
+    config = json.loads(json.dumps(net.config))
+    again = MPUNet(**config)
+    assert again.config == net.config
+    assert {k: v.shape for k, v in again.state_dict().items()} == {
+        k: v.shape for k, v in net.state_dict().items()
+    }
 
 
 def test_in_channels_other_than_one():

@@ -167,7 +167,7 @@ def position_attention(
         value: (B, H, N, Dv) values; Dv may differ from Dqk (DANet: Dv = 8 Dqk).
         scale: factor on the scores. DANet does not scale them: 1.0 (the default).
         impl: "auto", "chunked" or "sdpa" (see the module docstring).
-        chunk_size: query rows per chunk for "chunked"; default :func:`default_chunk_size`.
+        chunk_size: query rows per chunk for "chunked"; None: :func:`default_chunk_size`.
 
     Returns:
         (B, H, N, Dv) attention output in the dtype of ``value``.
@@ -195,7 +195,8 @@ def position_attention(
     dtype = value.dtype
     # Exponentials and row sums in float32 even for half-precision inputs; no autocast in the GEMMs.
     compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-    # No copies of channel-major inputs: the GEMMs take transposed operands as they are.
+    # Query and key enter the GEMMs as they are (transposed operands, no copy); the value is made
+    # row-major once inside (the faster layout for the big GEMM).
     no_autocast = query.device.type in ("cpu", "cuda")  # other devices (e.g. meta) have no autocast
     with torch.autocast(query.device.type, enabled=False) if no_autocast else contextlib.nullcontext():
         out = _ChunkedAttention.apply(
