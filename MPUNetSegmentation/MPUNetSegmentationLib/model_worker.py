@@ -14,9 +14,7 @@ process group, as :class:`.background.BackgroundCommand` does for a segmentation
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
 
@@ -41,33 +39,7 @@ class WorkerFailed(RuntimeError):
 class _InteractiveCommand(BackgroundCommand):
     """A :class:`BackgroundCommand` whose stdin is a pipe, so that requests can be written to it."""
 
-    def start(self) -> None:
-        options: Dict[str, Any] = {}
-        if os.name == "nt":
-            options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | getattr(
-                subprocess, "CREATE_NO_WINDOW", 0
-            )
-        else:
-            options["start_new_session"] = True
-        self._proc = subprocess.Popen(
-            self.args,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            env=self.env,
-            cwd=self.cwd,
-            **options,
-        )
-        from .background import _RUNNING
-
-        _RUNNING.add(self)  # stopped at interpreter exit like every background command
-        for name, stream in (("stdout", self._proc.stdout), ("stderr", self._proc.stderr)):
-            thread = threading.Thread(target=self._read, args=(name, stream), daemon=True)
-            thread.start()
-            self._threads.append(thread)
+    stdin = subprocess.PIPE
 
     def send_line(self, text: str) -> None:
         """Write one line to the process's stdin.
