@@ -124,7 +124,8 @@ def check_geometry(image, label, tolerance: float) -> Optional[str]:
     for what in ("spacing", "origin"):
         a, b = np.asarray(getattr(image, what)), np.asarray(getattr(label, what))
         if np.max(np.abs(a - b)) > tolerance:
-            return f"image {what} {tuple(a)} differs from label {what} {tuple(b)} (tolerance {tolerance} mm)"
+            shown = [", ".join(f"{v:.4g}" for v in x) for x in (a, b)]
+            return f"image {what} ({shown[0]}) differs from label {what} ({shown[1]}) by > {tolerance} mm"
     if np.max(np.abs(np.asarray(image.direction) - np.asarray(label.direction))) > 1e-4:
         return "image and label have different orientations (direction cosines)"
     return None

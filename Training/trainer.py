@@ -122,9 +122,11 @@ def train(
     sharded over the processes, rank 0 validates and writes every file).
     """
     ctx = distributed.setup(config["train"]["device"])
+    threads = torch.get_num_threads()
     try:
         return _train(config, RunFolder(run_dir), ctx, resume, overwrite, progress if ctx.main else "none")
     finally:
+        torch.set_num_threads(threads)  # train.threads applies to this run only
         distributed.cleanup(ctx)
 
 
