@@ -90,8 +90,10 @@ class ModelCard:
                 f"{source}: unknown network {arch.get('network')!r}; this version knows {', '.join(NETWORKS)}"
             )
         try:
-            classes = [SegmentClass(int(c["value"]), str(c["name"]), list(c.get("color", [0.5] * 3)))
-                       for c in data["classes"]]
+            classes = [
+                SegmentClass(int(c["value"]), str(c["name"]), list(c.get("color", [0.5] * 3)))
+                for c in data["classes"]
+            ]
         except (KeyError, TypeError, ValueError) as error:
             raise BundleError(f"{source}: each class needs a 'value' and a 'name' ({error})") from None
         if sorted(c.value for c in classes) != list(range(len(classes))):
@@ -125,17 +127,19 @@ def build_network(architecture: Dict[str, Any]) -> nn.Module:
     Returns:
         The network, in eval mode.
     """
-    from MPUNetCore.networks import MPUNet, UNet
+    from MPUNetCore import networks
 
-    kwargs = {k: architecture[k] for k in ("spatial_dims", "in_channels", "out_channels") if k in architecture}
+    kwargs = {
+        k: architecture[k] for k in ("spatial_dims", "in_channels", "out_channels") if k in architecture
+    }
     overrides = dict(architecture.get("overrides", {}))
     for key, value in overrides.items():  # JSON has no tuples
         if isinstance(value, list):
             overrides[key] = tuple(value)
     if architecture["network"] == "MPUNet":
-        model = MPUNet(preset=architecture.get("preset", "released"), **kwargs, **overrides)
+        model = networks.MPUNet(preset=architecture.get("preset", "released"), **kwargs, **overrides)
     else:
-        model = UNet(**kwargs, **overrides)
+        model = networks.UNet(**kwargs, **overrides)
     return model.eval()
 
 
@@ -201,25 +205,30 @@ def load_bundle(path: Union[str, Path], device: Union[str, torch.device] = "cpu"
         model = build_network(card.architecture)
     except (TypeError, ValueError) as error:
         raise BundleError(f"{card_path}: the architecture cannot be built by this version: {error}") from None
-    result = model.load_state_dict(state, strict=False)
-    shape_errors = _shape_mismatches(model, state)
-    if result.missing_keys or result.unexpected_keys or shape_errors:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong_shape = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    if missing or unexpected or wrong_shape:
         details = "; ".join(
             f"{label}: {', '.join(keys[:8])}{' …' if len(keys) > 8 else ''}"
-            for label, keys in (("missing", result.missing_keys), ("unexpected", result.unexpected_keys),
-                                ("wrong shape", shape_errors))
+            for label, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("wrong shape", wrong_shape),
+            )
             if keys
         )
-        raise BundleError(f"the weights {weights_path} do not fit the architecture in {card_path.name} ({details})")
+        raise BundleError(
+            f"the weights {weights_path} do not fit the architecture in {card_path.name} ({details})"
+        )
+    model.load_state_dict(state)
     return Bundle(card=card, model=model.to(device).eval(), path=card_path)
 
 
-def _shape_mismatches(model: nn.Module, state: Dict[str, torch.Tensor]) -> List[str]:
-    own = model.state_dict()
-    return [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
-
-
-def save_bundle(model: nn.Module, card: ModelCard, card_path: Union[str, Path], overwrite: bool = False) -> Path:
+def save_bundle(
+    model: nn.Module, card: ModelCard, card_path: Union[str, Path], overwrite: bool = False
+) -> Path:
     """Write the weights and the card (weights first, both atomically); fills `card.weights`.
 
     Args:

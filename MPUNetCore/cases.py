@@ -59,8 +59,11 @@ def discover_cases(path: Union[str, Path]) -> List[Case]:
         return [Case(case_name(path), path)]
     if holds_dicom_series(path):
         return [Case(case_name(path), path)]
-    cases = [Case(case_name(p), p) for p in sorted(path.iterdir())
-             if is_image_file(p) or (p.is_dir() and holds_dicom_series(p))]
+    cases = [
+        Case(case_name(p), p)
+        for p in sorted(path.iterdir())
+        if is_image_file(p) or (p.is_dir() and holds_dicom_series(p))
+    ]
     if not cases:
         raise ValueError(
             f"no CT found in {path}: expected NIfTI/NRRD/MHA files or DICOM series folders in it"

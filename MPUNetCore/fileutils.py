@@ -60,7 +60,9 @@ def atomic_output(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     """
     path = check_writable(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{full_suffix(path)}", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=f".tmp{full_suffix(path)}", dir=path.parent
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -99,7 +99,10 @@ def _download(url: str, sha256: str, target: Path, progress: Optional[ProgressCa
     if target.exists() and sha256_of(target) == sha256:
         return target
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, atomic_output(target, overwrite=True) as tmp:
+        with (
+            urllib.request.urlopen(url, timeout=60) as response,
+            atomic_output(target, overwrite=True) as tmp,
+        ):
             length = response.headers.get("Content-Length")
             total = int(length) if length else None
             done = 0
@@ -121,8 +124,9 @@ def _download(url: str, sha256: str, target: Path, progress: Optional[ProgressCa
     return target
 
 
-def fetch_model(name: str, progress: Optional[ProgressCallback] = None,
-                models: Optional[Dict[str, RegistryEntry]] = None) -> Path:
+def fetch_model(
+    name: str, progress: Optional[ProgressCallback] = None, models: Optional[Dict[str, RegistryEntry]] = None
+) -> Path:
     """Make a registered model available locally and return the path of its card.
 
     Shipped models are used where they lie (after checking their SHA-256); others are downloaded
@@ -140,7 +144,9 @@ def fetch_model(name: str, progress: Optional[ProgressCallback] = None,
         weights = Path(urllib.request.url2pathname(urllib.parse.urlparse(entry.weights_url).path))
         for path, expected in ((card, entry.card_sha256), (weights, entry.weights_sha256)):
             if not path.exists() or sha256_of(path) != expected:
-                raise RegistryError(f"the model file {path} of {name!r} is missing or does not match its SHA-256")
+                raise RegistryError(
+                    f"the model file {path} of {name!r} is missing or does not match its SHA-256"
+                )
         return card
     folder = cache_dir() / name
     weights_name = Path(urllib.parse.urlparse(entry.weights_url).path).name
@@ -156,5 +162,7 @@ def resolve_model(model: Union[str, Path, None], progress: Optional[ProgressCall
     if Path(model).exists():
         return Path(model)
     if isinstance(model, str) and ("/" in model or model.endswith((".json", ".pt"))):
-        raise RegistryError(f"model file {model} does not exist; give a registry name or an existing bundle path")
+        raise RegistryError(
+            f"model file {model} does not exist; give a registry name or an existing bundle path"
+        )
     return fetch_model(str(model), progress)

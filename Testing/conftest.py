@@ -8,8 +8,12 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+MODULE_DIR = REPO_ROOT / "MPUNetSegmentation"  # Slicer puts a module's folder on sys.path
+for _path in (MODULE_DIR, REPO_ROOT):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from Testing.slicer_fixtures import slicer_env, slicer_scene  # noqa: E402,F401  (fixtures for every test)
 
 REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "real" / "dcmqi-liver-ct-3slice"
 

@@ -15,7 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_models)
 
     info = sub.add_parser("info", help="show a model's card (architecture, classes, metrics, ...)")
-    info.add_argument("model", nargs="?", default=None, help="registry name or bundle path (default: demo model)")
+    info.add_argument(
+        "model", nargs="?", default=None, help="registry name or bundle path (default: demo model)"
+    )
     info.add_argument("--json", action="store_true", help="print the raw card as JSON")
     info.set_defaults(run=run_info)
 
@@ -29,7 +31,8 @@ def run_models(args: argparse.Namespace) -> int:
         print(f"{'name':<20} {'version':<9} {'size':>9}  {'where':<8} description")
         for entry in models.values():
             where = "bundled" if entry.is_local else "download"
-            print(f"{entry.name:<20} {entry.version:<9} {entry.size / 1e6:>7.1f}MB  {where:<8} {entry.description}")
+            size = f"{entry.size / 1e6:>7.1f}MB"
+            print(f"{entry.name:<20} {entry.version:<9} {size}  {where:<8} {entry.description}")
         print(f"(cache: {cache_dir()})")
         return 0
     names = [args.name] if args.name else list(models)
@@ -61,7 +64,10 @@ def run_info(args: argparse.Namespace) -> int:
     if card.training:
         print(f"  training     : {card.training.get('data', card.training)}")
     for split, values in card.metrics.items():
-        shown = values if not isinstance(values, dict) else ", ".join(
-            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+        shown = (
+            values
+            if not isinstance(values, dict)
+            else ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+        )
         print(f"  metrics {split:<5}: {shown}")
     return 0

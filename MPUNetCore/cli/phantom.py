@@ -14,9 +14,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("outdir", type=Path, help="output folder")
     parser.add_argument("--cases", type=int, default=1, help="number of cases (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same phantoms")
-    parser.add_argument("--shape", type=int, nargs=3, metavar=("Z", "Y", "X"), default=None,
-                        help="array size in voxels (default: the generator's)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed; the same seed gives the same phantoms"
+    )
+    parser.add_argument(
+        "--shape",
+        type=int,
+        nargs=3,
+        metavar=("Z", "Y", "X"),
+        default=None,
+        help="array size in voxels (default: the generator's)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing files")
     parser.set_defaults(run=run)
 
@@ -27,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
     if args.cases < 1:
         raise ValueError("--cases must be at least 1")
     options = {"shape": tuple(args.shape)} if args.shape else {}
-    pairs = write_lits_folder(args.outdir, cases=args.cases, seed=args.seed, overwrite=args.overwrite, **options)
+    pairs = write_lits_folder(
+        args.outdir, cases=args.cases, seed=args.seed, overwrite=args.overwrite, **options
+    )
     for volume, label in pairs:
         print(f"wrote {volume} and {label}")
     return 0

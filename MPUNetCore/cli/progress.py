@@ -45,7 +45,8 @@ class ProgressBar:
             width = 30
             filled = int(width * done / total)
             eta = elapsed / done * (total - done) if done else 0.0
-            line = f"{self.task} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {elapsed:5.1f}s eta {eta:4.0f}s"
+            bar = "#" * filled + "." * (width - filled)
+            line = f"{self.task} [{bar}] {done}/{total} {elapsed:5.1f}s eta {eta:4.0f}s"
         else:
             line = f"{self.task} {done} {elapsed:5.1f}s"
         end = "\n" if finished else ""

@@ -21,27 +21,49 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("input", type=Path, help="a CT file, a DICOM series folder, or a folder of cases")
-    parser.add_argument("-o", "--output", type=Path, required=True,
-                        help="output label map (file input) or output folder (folder of cases)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="output label map (file input) or output folder (folder of cases)",
+    )
     add_model_options(parser)
     parser.add_argument("--series", metavar="UID", help="which DICOM series of a folder holding several")
-    parser.add_argument("--format", default=".nii.gz", choices=(".nii.gz", ".nrrd", ".mha"),
-                        help="file format of outputs written into a folder (default .nii.gz)")
+    parser.add_argument(
+        "--format",
+        default=".nii.gz",
+        choices=(".nii.gz", ".nrrd", ".mha"),
+        help="file format of outputs written into a folder (default .nii.gz)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    parser.add_argument("--progress", default="bar", choices=("bar", "json", "none"),
-                        help="progress display: a bar, JSON lines (for a parent process) or none")
+    parser.add_argument(
+        "--progress",
+        default="bar",
+        choices=("bar", "json", "none"),
+        help="progress display: a bar, JSON lines (for a parent process) or none",
+    )
     parser.set_defaults(run=run)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that runs a model."""
-    parser.add_argument("--model", default=None,
-                        help="registry name or bundle path (card .json, weights .pt or folder); "
-                             "default: the bundled demo model")
-    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="registry name or bundle path (card .json, weights .pt or folder); "
+        "default: the bundled demo model",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps"
+    )
     parser.add_argument("--tta", action="store_true", help="test-time augmentation by mirroring (slower)")
-    parser.add_argument("--no-postprocess", dest="postprocess", action="store_false",
-                        help="keep every liver component and tumours outside the liver")
+    parser.add_argument(
+        "--no-postprocess",
+        dest="postprocess",
+        action="store_false",
+        help="keep every liver component and tumours outside the liver",
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="windows per forward pass")
 
 
@@ -81,8 +103,15 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         try:
             segment_file(
-                source, target, bundle, overwrite=args.overwrite, series_uid=args.series,
-                device=args.device, tta=args.tta, postprocess=args.postprocess, batch_size=args.batch_size,
+                source,
+                target,
+                bundle,
+                overwrite=args.overwrite,
+                series_uid=args.series,
+                device=args.device,
+                tta=args.tta,
+                postprocess=args.postprocess,
+                batch_size=args.batch_size,
                 progress=ProgressBar(f"{name}: windows", args.progress),
             )
         except (ValueError, OSError, RuntimeError) as error:

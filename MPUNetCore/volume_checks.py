@@ -1,0 +1,137 @@
+"""Low-level helpers for :mod:`MPUNetCore.volume_io`: DICOM series discovery and file completeness checks.
+
+Nothing here raises user-facing errors: functions return facts (series found, why a file is incomplete)
+and :mod:`MPUNetCore.volume_io` turns them into :class:`~MPUNetCore.volume_io.VolumeError` messages.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Tuple, Union
+
+import SimpleITK as sitk
+
+PathLike = Union[str, os.PathLike]
+SERIES_DESCRIPTION_TAG = "0008|103e"
+
+
+@dataclass
+class DicomSeries:
+    """One DICOM series found in a folder.
+
+    Attributes:
+        uid: SeriesInstanceUID (0020,000E).
+        files: its files, sorted by GDCM along the slice normal.
+        description: SeriesDescription (0008,103E), ``""`` if absent.
+    """
+
+    uid: str
+    files: Tuple[str, ...]
+    description: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.uid} ({len(self.files)} slices"
+        return text + (f", '{self.description}')" if self.description else ")")
+
+
+def list_dicom_series(folder: PathLike) -> List[DicomSeries]:
+    """List the DICOM series in a folder (not its subfolders).
+
+    Args:
+        folder: the folder.
+
+    Returns:
+        One entry per series UID, with its sorted file names and description.
+    """
+    folder = str(folder)
+    series = []
+    for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder):
+        files = tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid))
+        description = ""
+        try:
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(files[0])
+            reader.ReadImageInformation()
+            if reader.HasMetaDataKey(SERIES_DESCRIPTION_TAG):
+                description = reader.GetMetaData(SERIES_DESCRIPTION_TAG).strip()
+        except RuntimeError:
+            pass
+        series.append(DicomSeries(uid, files, description))
+    return series
+
+
+def _nifti_expected_bytes(header: bytes) -> Optional[int]:
+    """Bytes a single-file NIfTI-1/2 should hold (header + voxels), or None if the header is not NIfTI."""
+    for endian in "<>":
+        if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
+            dims = struct.unpack(endian + "8h", header[40:56])
+            bitpix = struct.unpack(endian + "h", header[72:74])[0]
+            offset = max(int(struct.unpack(endian + "f", header[108:112])[0]), 352)
+            break
+        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
+            bitpix = struct.unpack(endian + "h", header[14:16])[0]
+            dims = struct.unpack(endian + "8q", header[16:80])
+            offset = max(struct.unpack(endian + "q", header[168:176])[0], 544)
+            break
+    else:
+        return None
+    ndim = dims[0]
+    if not 1 <= ndim <= 7 or bitpix <= 0:
+        return None
+    voxels = 1
+    for d in dims[1 : ndim + 1]:
+        voxels *= max(int(d), 1)
+    return offset + voxels * bitpix // 8
+
+
+def nifti_truncation(path: PathLike) -> Optional[str]:
+    """Check that a .nii / .nii.gz file holds all its voxels (ITK silently zero-fills truncated NIfTI).
+
+    Args:
+        path: the file.
+
+    Returns:
+        ``None`` if complete (or not a single-file NIfTI), else a short reason.
+    """
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith(".nii"):
+        with open(path, "rb") as f:
+            expected = _nifti_expected_bytes(f.read(544))
+        size = path.stat().st_size
+        if expected is not None and size < expected:
+            return f"it holds {size} bytes but its header describes {expected}"
+        return None
+    if not name.endswith(".nii.gz"):
+        return None
+    with open(path, "rb") as f:
+        raw = f.read(4096)
+        f.seek(-4, os.SEEK_END)
+        isize = struct.unpack("<I", f.read(4))[0]
+    try:
+        expected = _nifti_expected_bytes(zlib.decompressobj(31).decompress(raw, 544))
+    except zlib.error as error:
+        return f"gzip error ({error})"
+    if expected is None or isize == expected % 2**32:
+        return None  # the gzip trailer agrees (the common single-stream case): no need to decompress
+    # Trailer disagrees: a multi-member gzip or a truncated/corrupt file. Decompress to be sure.
+    total, decoder = 0, zlib.decompressobj(31)
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                while chunk:
+                    total += len(decoder.decompress(chunk))
+                    chunk = decoder.unused_data
+                    if chunk:
+                        decoder = zlib.decompressobj(31)
+        if not decoder.eof:
+            return f"the gzip stream ends early after {total} of {expected} bytes"
+    except zlib.error as error:
+        return f"gzip error after {total} bytes ({error})"
+    if total < expected:
+        return f"it decompresses to {total} bytes but its header describes {expected}"
+    return None
