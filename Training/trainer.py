@@ -195,11 +195,12 @@ def _train(
     epochs = train_cfg["epochs"]
     for epoch in range(start_epoch, epochs):
         seed_epoch(seed, epoch, ctx.rank)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
         row.update(_train_epoch(net, loss_fn, optimizer, scaler, sampler, config, ctx, epoch, amp, progress))
         scheduler.step()
         row["train_time_s"] = time.perf_counter() - t0
+        row["train_cpu_s"] = time.process_time() - cpu0  # CPU seconds: shows how busy the machine was
         t1 = time.perf_counter()
         if (epoch + 1) % train_cfg["val_every"] == 0 or epoch + 1 == epochs:
             if ctx.main:
@@ -275,7 +276,7 @@ def _train_epoch(
         pin_memory=ctx.device.type == "cuda",
     )
     net.train()
-    confusion = PatchConfusion(classes_of(config))
+    confusion = PatchConfusion(classes_of(config), fuse="last" if loss_fn.tversky_on == "last" else "mean")
     sums = [0.0, 0.0, 0.0, 0.0]  # loss, tversky, ce, steps
     bar = ProgressBar(f"epoch {epoch + 1}/{train_cfg['epochs']}", progress)
     autocast = torch.autocast(ctx.device.type, dtype=amp) if amp is not None else contextlib.nullcontext()

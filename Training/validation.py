@@ -107,18 +107,22 @@ def _precision(config: Config, device: torch.device) -> str:
 class PatchConfusion:
     """Confusion counts of the training patches' predictions, per class, summed over an epoch."""
 
-    def __init__(self, classes: Dict[str, Sequence[int]]) -> None:
+    def __init__(self, classes: Dict[str, Sequence[int]], fuse: str = "mean") -> None:
         self.classes = {name: tuple(labels) for name, labels in classes.items()}
         self.counts = {name: [0, 0, 0, 0] for name in self.classes}
+        self.fuse = fuse
 
     @torch.no_grad()
     def add(self, outputs: Any, target: torch.Tensor) -> None:
-        """Add one batch: `outputs` are the training logits (a list: their softmax mean is used)."""
-        logits = outputs if isinstance(outputs, torch.Tensor) else None
-        if logits is None:
-            probs = torch.stack([o.float().softmax(1) for o in outputs]).mean(0)
-        else:
-            probs = logits.float().softmax(1)
+        """Add one batch of training logits (a list of deep-supervision outputs, or one tensor).
+
+        The prediction is the network's own: the mean of the heads' softmax (`fuse="mean"`, MPU-Net)
+        or the last head (`fuse="last"`, the U-Net baseline).
+        """
+        outputs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
+        if self.fuse == "last":
+            outputs = outputs[-1:]
+        probs = torch.stack([o.float().softmax(1) for o in outputs]).mean(0)
         prediction = probs.argmax(1)
         for name, labels in self.classes.items():
             pred = _member(prediction, labels)
