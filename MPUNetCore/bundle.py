@@ -13,99 +13,23 @@ card is checked before the weights are read.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 import torch
 from torch import nn
 
-from MPUNetCore import __version__
 from MPUNetCore.fileutils import atomic_output, check_writable, sha256_of
-
-CARD_FORMAT = "mpunet-model-card"
-CARD_FORMAT_VERSION = 1
-NETWORKS = ("MPUNet", "UNet")
-
-
-class BundleError(ValueError):
-    """A model bundle that cannot be used: the message names the file and the fix."""
-
-
-@dataclass
-class SegmentClass:
-    """One output class of a model: its label value, display name and RGB colour in [0, 1]."""
-
-    value: int
-    name: str
-    color: List[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
-
-
-@dataclass
-class ModelCard:
-    """The JSON model card of a bundle (see the module docstring)."""
-
-    name: str
-    architecture: Dict[str, Any]
-    classes: List[SegmentClass]
-    preprocessing: Dict[str, Any]
-    inference: Dict[str, Any] = field(default_factory=dict)
-    version: str = "0.0.0"
-    description: str = ""
-    intended_use: str = "Research use only; not for clinical use."
-    training: Dict[str, Any] = field(default_factory=dict)
-    metrics: Dict[str, Any] = field(default_factory=dict)
-    weights: Dict[str, Any] = field(default_factory=dict)
-    license: str = ""
-    mpunet_version: str = __version__
-
-    @property
-    def foreground_classes(self) -> List[SegmentClass]:
-        """Every class but the background (value 0)."""
-        return [c for c in self.classes if c.value != 0]
-
-    def to_dict(self) -> Dict[str, Any]:
-        """The card as JSON-ready data, with the format tag first."""
-        data: Dict[str, Any] = {"format": CARD_FORMAT, "format_version": CARD_FORMAT_VERSION}
-        for key, value in self.__dict__.items():
-            data[key] = [c.__dict__ for c in value] if key == "classes" else value
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, Any], source: str = "model card") -> ModelCard:
-        """Validate and build a card; every problem is a `BundleError` naming `source`."""
-        if data.get("format") != CARD_FORMAT:
-            raise BundleError(f"{source} is not an MPUNet model card (missing 'format': '{CARD_FORMAT}')")
-        if int(data.get("format_version", 0)) > CARD_FORMAT_VERSION:
-            raise BundleError(
-                f"{source} uses card format {data['format_version']}, newer than this MPUNet "
-                f"({__version__}) understands ({CARD_FORMAT_VERSION}); upgrade mpunet-slicer"
-            )
-        missing = [k for k in ("name", "architecture", "classes", "preprocessing") if k not in data]
-        if missing:
-            raise BundleError(f"{source} lacks the field(s) {', '.join(missing)}")
-        arch = data["architecture"]
-        if arch.get("network") not in NETWORKS:
-            raise BundleError(
-                f"{source}: unknown network {arch.get('network')!r}; this version knows {', '.join(NETWORKS)}"
-            )
-        try:
-            classes = [
-                SegmentClass(int(c["value"]), str(c["name"]), list(c.get("color", [0.5] * 3)))
-                for c in data["classes"]
-            ]
-        except (KeyError, TypeError, ValueError) as error:
-            raise BundleError(f"{source}: each class needs a 'value' and a 'name' ({error})") from None
-        if sorted(c.value for c in classes) != list(range(len(classes))):
-            raise BundleError(f"{source}: class values must be 0..{len(classes) - 1}, one each")
-        if int(arch.get("out_channels", len(classes))) != len(classes):
-            raise BundleError(
-                f"{source}: the network has {arch.get('out_channels')} outputs but the card lists "
-                f"{len(classes)} classes"
-            )
-        known = set(cls.__dataclass_fields__)
-        fields = {k: v for k, v in data.items() if k in known and k != "classes"}
-        return cls(classes=classes, **fields)
+from MPUNetCore.model_card import (  # noqa: F401  (re-exported: the card is half of the bundle API)
+    CARD_FORMAT,
+    NETWORKS,
+    BundleError,
+    ModelCard,
+    SegmentClass,
+    card_path_for,
+    read_card,
+)
 
 
 @dataclass
@@ -141,31 +65,6 @@ def build_network(architecture: Dict[str, Any]) -> nn.Module:
     else:
         model = networks.UNet(**kwargs, **overrides)
     return model.eval()
-
-
-def card_path_for(path: Union[str, Path]) -> Path:
-    """The card of a bundle given as its card, its weights file or its folder."""
-    path = Path(path)
-    if path.is_dir():
-        cards = sorted(path.glob("*.json"))
-        if len(cards) != 1:
-            raise BundleError(f"{path} must hold exactly one model card (*.json); found {len(cards)}")
-        return cards[0]
-    if path.suffix == ".json":
-        return path
-    return path.with_suffix(".json")
-
-
-def read_card(path: Union[str, Path]) -> ModelCard:
-    """Read and validate a model card (the bundle may be given as card, weights or folder)."""
-    card_path = card_path_for(path)
-    if not card_path.exists():
-        raise BundleError(f"no model card at {card_path}; a bundle is a .json card beside its .pt weights")
-    try:
-        data = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BundleError(f"cannot read the model card {card_path}: {error}") from None
-    return ModelCard.from_dict(data, source=str(card_path))
 
 
 def load_bundle(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> Bundle:

@@ -86,7 +86,7 @@ def evaluate_paths(
     Raises:
         ValueError: nothing could be paired.
     """
-    predictions, references = discover_cases(prediction), discover_cases(reference)
+    predictions, references = discover_cases(prediction), discover_cases(reference, kind="label")
     if len(predictions) == 1 and len(references) == 1 and Path(prediction).is_file():
         pairs, unmatched = [(predictions[0], references[0])], []
     else:

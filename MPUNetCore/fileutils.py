@@ -7,21 +7,32 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Tuple, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-# Multi-part extensions first, so that "case.nii.gz" keeps ".nii.gz".
-_KNOWN_SUFFIXES = (".seg.nrrd", ".nii.gz", ".tar.gz")
+#: Extensions recognised in file names (longest first so ``.seg.nrrd`` wins over ``.nrrd``).
+KNOWN_EXTENSIONS = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".img", ".dcm")
+KNOWN_EXTENSIONS += (".vtk", ".tif", ".tiff", ".tar.gz")
 
 
-def full_suffix(path: PathLike) -> str:
-    """The file's format extension, multi-part ones (`.nii.gz`, `.seg.nrrd`) included."""
-    name = Path(path).name.lower()
-    for suffix in _KNOWN_SUFFIXES:
-        if name.endswith(suffix):
-            return Path(path).name[-len(suffix) :]
-    return Path(path).suffix
+def split_extension(path: PathLike) -> Tuple[str, str]:
+    """Split a file name into its stem and its (possibly compound) extension.
+
+    Args:
+        path: a file name or path, e.g. ``"case-1.seg.nrrd"``.
+
+    Returns:
+        ``(stem, extension)``, e.g. ``("case-1", ".seg.nrrd")``; the extension keeps its case and is
+        ``""`` for a name without one.
+    """
+    name = Path(path).name
+    lower = name.lower()
+    for ext in KNOWN_EXTENSIONS:
+        if lower.endswith(ext) and len(name) > len(ext):
+            return name[: -len(ext)], name[-len(ext) :]
+    suffix = Path(name).suffix
+    return (name[: -len(suffix)], suffix) if suffix else (name, "")
 
 
 def check_writable(path: PathLike, overwrite: bool) -> Path:
@@ -60,9 +71,8 @@ def atomic_output(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     """
     path = check_writable(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=f".tmp{full_suffix(path)}", dir=path.parent
-    )
+    stem, ext = split_extension(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.tmp-", suffix=ext, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -9,7 +9,6 @@ Inputs are never modified; outputs are written atomically (temporary file, then 
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
@@ -17,6 +16,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import SimpleITK as sitk
 
+from .fileutils import atomic_output, split_extension
 from .volume_checks import DicomSeries, list_dicom_series, nifti_truncation
 
 __all__ = ["DicomSeries", "Volume", "VolumeError", "case_name", "list_dicom_series", "read_label_map"]
@@ -24,34 +24,12 @@ __all__ += ["read_volume", "split_extension", "write_image", "write_label_map"]
 
 PathLike = Union[str, os.PathLike]
 
-#: Extensions recognised when deriving a case name (longest first so ``.seg.nrrd`` wins over ``.nrrd``).
-KNOWN_EXTENSIONS = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr", ".img", ".dcm")
-KNOWN_EXTENSIONS += (".vtk", ".tif", ".tiff")
 #: Formats spread over two files: writing them cannot be atomic, so they are refused for output.
 MULTI_FILE_EXTENSIONS = (".mhd", ".nhdr", ".hdr", ".img")
 
 
 class VolumeError(ValueError):
     """A user-facing problem with an input or output volume (message names the file and the fix)."""
-
-
-def split_extension(path: PathLike) -> Tuple[str, str]:
-    """Split a file name into its stem and its (possibly compound) image extension.
-
-    Args:
-        path: a file name or path, e.g. ``"case-1.seg.nrrd"``.
-
-    Returns:
-        ``(stem, extension)``, e.g. ``("case-1", ".seg.nrrd")``; the extension keeps its case and is
-        ``""`` for a folder name without one.
-    """
-    name = Path(path).name
-    lower = name.lower()
-    for ext in KNOWN_EXTENSIONS:
-        if lower.endswith(ext) and len(name) > len(ext):
-            return name[: -len(ext)], name[-len(ext) :]
-    suffix = Path(name).suffix
-    return (name[: -len(suffix)], suffix) if suffix else (name, "")
 
 
 def case_name(path: PathLike) -> str:
@@ -326,7 +304,7 @@ def read_label_map(path: PathLike, allowed_labels: Sequence[int] = (0, 1, 2)) ->
 def _atomic_write(image: sitk.Image, path: PathLike, overwrite: bool, compress: bool) -> Path:
     """Write ``image`` to ``path`` through a temporary file in the same folder, then ``os.replace``."""
     path = Path(path).expanduser()
-    stem, ext = split_extension(path)
+    ext = split_extension(path)[1]
     if ext.lower() in MULTI_FILE_EXTENSIONS:
         raise VolumeError(
             f"cannot write {path}: {ext} stores the image in two files, which cannot be written atomically; "
@@ -334,41 +312,18 @@ def _atomic_write(image: sitk.Image, path: PathLike, overwrite: bool, compress: 
         )
     if path.is_dir():
         raise VolumeError(f"cannot write {path}: it is a folder; give a file name such as case.nii.gz.")
-    if path.exists() and not overwrite:
-        raise VolumeError(
-            f"output file {path} already exists; pass --overwrite (overwrite=True) to replace it."
-        )
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise VolumeError(f"cannot create the output folder {path.parent}: {error}") from None
-    # Reserve a unique hidden name that keeps the real extension (SimpleITK picks the format from it).
-    for _ in range(100):
-        tmp = path.parent / f".{stem}.tmp-{secrets.token_hex(4)}{ext}"
-        try:
-            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            break
-        except FileExistsError:
-            continue
-        except OSError as error:
-            raise VolumeError(f"cannot write to folder {path.parent}: {error}") from None
-    else:  # pragma: no cover - 100 collisions of 32 random bits
-        raise VolumeError(f"cannot create a temporary file in {path.parent}")
-    try:
-        try:
+        with atomic_output(path, overwrite) as tmp:
             sitk.WriteImage(image, str(tmp), compress)
-        except RuntimeError as error:
-            raise VolumeError(
-                f"cannot write {path}: {_sitk_reason(error)}. Use a 3D format SimpleITK can write "
-                "(.nii.gz, .nii, .nrrd, .mha)."
-            ) from None
-        try:
-            os.replace(tmp, path)
-        except OSError as error:
-            raise VolumeError(f"cannot write {path}: {error}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except RuntimeError as error:
+        raise VolumeError(
+            f"cannot write {path}: {_sitk_reason(error)}. Use a 3D format SimpleITK can write "
+            "(.nii.gz, .nii, .nrrd, .mha)."
+        ) from None
+    except FileExistsError as error:  # existing output and no overwrite
+        raise VolumeError(f"output file {error}") from None
+    except OSError as error:
+        raise VolumeError(f"cannot write {path}: {error}") from None
     return path
 
 

@@ -81,7 +81,7 @@ def plan_outputs(args: argparse.Namespace) -> List[Tuple[str, Path, Path]]:
     """(case name, input, output) for every case; refuses existing outputs before any work."""
     from MPUNetCore.cases import discover_cases
 
-    cases = discover_cases(args.input)
+    cases = discover_cases(args.input, kind="image")
     single = len(cases) == 1 and cases[0].path == args.input
     if single and not args.output.is_dir():
         plan = [(cases[0].name, cases[0].path, args.output)]

@@ -1,0 +1,78 @@
+"""Post-processing of liver/tumour label maps (0 background, 1 liver, 2 tumour).
+
+Two steps, both on by default:
+
+1. ``tumour_in_liver``: tumour components (connected label-2 regions) that touch no liver voxel
+   (label 1, within one voxel) are removed: a tumour is a lesion *of the liver*.
+2. ``largest_liver``: only the largest connected component of the liver (label >= 1, i.e. liver with
+   its tumours) is kept; everything outside it becomes background, tumours included.
+
+Connected components use SimpleITK (``ConnectedComponent``), face+edge+vertex connectivity by default.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+
+def _components(mask: np.ndarray, fully_connected: bool) -> Tuple[sitk.Image, np.ndarray]:
+    """Component labels (0 = background) of a contiguous boolean mask.
+
+    Returns the SimpleITK image and a read-only numpy view of it (keep the image alive while the view
+    is used; this avoids a second uint32 copy of the volume).
+    """
+    img = sitk.GetImageFromArray(mask.view(np.uint8))
+    cc = sitk.ConnectedComponent(img, fully_connected)
+    return cc, sitk.GetArrayViewFromImage(cc)
+
+
+def largest_component(mask: np.ndarray, fully_connected: bool = True) -> np.ndarray:
+    """Boolean mask of the largest connected component of ``mask`` (all False if it is empty)."""
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    if not mask.any():
+        return np.zeros_like(mask)
+    _img, cc = _components(mask, fully_connected)
+    counts = np.bincount(cc.ravel())
+    counts[0] = 0
+    return cc == int(np.argmax(counts))
+
+
+def postprocess_labels(
+    labels: np.ndarray,
+    largest_liver: bool = True,
+    tumour_in_liver: bool = True,
+    fully_connected: bool = True,
+) -> np.ndarray:
+    """Clean a liver/tumour label map (see the module docstring).
+
+    Args:
+        labels: integer array (z, y, x) with 0 background, 1 liver, 2 tumour (2-D or 3-D works).
+        largest_liver: keep only the largest connected component of label >= 1.
+        tumour_in_liver: remove tumour components that touch no liver voxel.
+        fully_connected: 26-connectivity in 3-D (8 in 2-D) if True, else 6 (4).
+
+    Returns:
+        A new uint8 array of the same shape; ``labels`` is not modified.
+    """
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iub":
+        raise ValueError(f"labels must be an integer label map, got dtype {labels.dtype}")
+    out = labels.astype(np.uint8, copy=True)
+    if tumour_in_liver:
+        tumour = out == 2
+        if tumour.any():
+            _img, cc = _components(tumour, fully_connected)
+            liver = sitk.GetImageFromArray((out == 1).view(np.uint8))
+            near_liver = sitk.GetArrayViewFromImage(sitk.BinaryDilate(liver, [1] * out.ndim)) > 0
+            keep = np.zeros(int(cc.max()) + 1, dtype=bool)
+            keep[np.unique(cc[near_liver & tumour])] = True
+            keep[0] = True
+            out[~keep[cc]] = 0
+            del cc, _img
+    if largest_liver:
+        keep_mask = largest_component(out >= 1, fully_connected)
+        out[~keep_mask] = 0
+    return out

@@ -1,0 +1,192 @@
+"""Chunked trilinear resampling between the input grid and the network grid.
+
+Trilinear interpolation with ``align_corners=False`` is separable, so it is done as bilinear
+interpolation of whole slices (``torch.nn.functional.interpolate``) plus linear interpolation along z
+with the same source-index rule PyTorch uses (``src = (dst + 0.5) * n_in / n_out - 0.5``, clamped at
+0). Working on a few slices at a time keeps memory bounded: a 512 x 512 x 1000 CT is never copied
+whole at full resolution, and the full-resolution probabilities of all classes never exist at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def linear_source_indices(n_in: int, n_out: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices and weights of 1-D linear interpolation from ``n_in`` to ``n_out`` samples.
+
+    Args:
+        n_in: input length.
+        n_out: output length.
+
+    Returns:
+        (i0, i1, w1): output sample k is ``(1 - w1[k]) * x[i0[k]] + w1[k] * x[i1[k]]``, exactly as
+        ``F.interpolate(..., mode="linear", align_corners=False, size=n_out)`` computes it.
+    """
+    if n_in < 1 or n_out < 1:
+        raise ValueError(f"lengths must be >= 1, got n_in={n_in}, n_out={n_out}")
+    dst = torch.arange(n_out, dtype=torch.float64)
+    src = ((dst + 0.5) * (n_in / n_out) - 0.5).clamp_(min=0.0)
+    i0 = src.floor().long().clamp_(max=n_in - 1)
+    i1 = torch.where(i0 < n_in - 1, i0 + 1, i0)
+    w1 = (src - i0.double()).clamp_(0.0, 1.0).float()
+    return i0, i1, w1
+
+
+def _float_block(array: Any, z0: int, z1: int) -> torch.Tensor:
+    """A float32 copy of slices [z0, z1) of a (C, z, y, x) array or tensor."""
+    if isinstance(array, torch.Tensor):
+        return array[:, z0:z1].to(device="cpu", dtype=torch.float32, copy=True)
+    return torch.from_numpy(np.array(array[:, z0:z1], dtype=np.float32, copy=True))
+
+
+def _lerp_z(src: torch.Tensor, i0: torch.Tensor, i1: torch.Tensor, w1: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation along dim 1 of a (C, z, y, x) tensor at the given source indices."""
+    a = src.index_select(1, i0)
+    if bool((w1 == 0).all()):
+        return a
+    b = src.index_select(1, i1)
+    return torch.lerp(a, b, w1.view(1, -1, 1, 1).to(a.dtype))
+
+
+def resample_to_shape(
+    array: Any,
+    out_shape: Sequence[int],
+    fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+    chunk_slices: int = 16,
+) -> torch.Tensor:
+    """Trilinear resampling of a (z, y, x) or (C, z, y, x) array to ``out_shape`` (z, y, x).
+
+    Args:
+        array: numpy array or tensor, (z, y, x) or (C, z, y, x); never modified.
+        out_shape: target (z, y, x).
+        fn: optional in-place function applied to each float32 block before interpolation (e.g. the
+            HU clip/scale, which must precede interpolation).
+        chunk_slices: input slices converted and interpolated at a time.
+
+    Returns:
+        float32 CPU tensor of shape ``out_shape`` (or (C, *out_shape)).
+    """
+    squeeze = np.ndim(array) == 3
+    if squeeze:
+        array = array[None]
+    if np.ndim(array) != 4:
+        raise ValueError(f"expected a (z, y, x) or (C, z, y, x) array, got shape {tuple(np.shape(array))}")
+    c, nz, ny, nx = (int(v) for v in np.shape(array))
+    oz, oy, ox = (int(v) for v in out_shape)
+    mid = torch.empty((c, nz, oy, ox), dtype=torch.float32)
+    for z0 in range(0, nz, chunk_slices):
+        z1 = min(nz, z0 + chunk_slices)
+        blk = _float_block(array, z0, z1)
+        if fn is not None:
+            blk = fn(blk)
+        if (oy, ox) != (ny, nx):
+            blk = F.interpolate(blk.transpose(0, 1), size=(oy, ox), mode="bilinear", align_corners=False)
+            blk = blk.transpose(0, 1)
+        mid[:, z0:z1] = blk
+    if oz == nz:
+        out = mid
+    else:
+        out = torch.empty((c, oz, oy, ox), dtype=torch.float32)
+        i0, i1, w1 = linear_source_indices(nz, oz)
+        for k0 in range(0, oz, chunk_slices):
+            k1 = min(oz, k0 + chunk_slices)
+            out[:, k0:k1] = _lerp_z(mid, i0[k0:k1], i1[k0:k1], w1[k0:k1])
+        del mid
+    return out[0] if squeeze else out
+
+
+def iter_to_grid(
+    probs: torch.Tensor,
+    out_shape: Sequence[int],
+    chunk_slices: int = 8,
+    check: Optional[Callable[[], None]] = None,
+) -> Iterator[Tuple[int, int, torch.Tensor]]:
+    """Yield trilinear resamplings of (C, z', y', x') probabilities onto ``out_shape``, z-chunk by z-chunk.
+
+    Args:
+        probs: (C, z', y', x') float tensor on the CPU (network grid).
+        out_shape: the input grid (z, y, x).
+        chunk_slices: output slices per chunk.
+        check: called before each chunk (e.g. to raise on cancellation).
+
+    Yields:
+        (z0, z1, block) with block a float32 tensor (z1 - z0, C, y, x).
+    """
+    c, nz, ny, nx = probs.shape
+    oz, oy, ox = (int(v) for v in out_shape)
+    i0, i1, w1 = linear_source_indices(nz, oz)
+    for z0 in range(0, oz, chunk_slices):
+        if check is not None:
+            check()
+        z1 = min(oz, z0 + chunk_slices)
+        if nz == oz:
+            blk = probs[:, z0:z1].float()
+        else:
+            blk = _lerp_z(probs, i0[z0:z1], i1[z0:z1], w1[z0:z1]).float()
+        blk = blk.transpose(0, 1)
+        if (oy, ox) != (ny, nx):
+            blk = F.interpolate(blk, size=(oy, ox), mode="bilinear", align_corners=False)
+        yield z0, z1, blk
+
+
+def probabilities_to_labels(
+    probs: torch.Tensor,
+    out_shape: Sequence[int],
+    chunk_slices: int = 8,
+    check: Optional[Callable[[], None]] = None,
+) -> np.ndarray:
+    """Argmax label map on the input grid: per-class probabilities are resampled, then argmax'd.
+
+    Per-class probabilities on the network grid are interpolated trilinearly onto exactly
+    ``out_shape`` (z-chunk by z-chunk) and the argmax is taken there, so boundaries are smooth at the
+    input resolution (no nearest-neighbour stair-steps) and the full-resolution probabilities of all
+    classes never exist at once.
+
+    Returns:
+        uint8 array of shape ``out_shape``.
+    """
+    out = np.empty(tuple(int(v) for v in out_shape), dtype=np.uint8)
+    for z0, z1, blk in iter_to_grid(probs, out_shape, chunk_slices, check):
+        out[z0:z1] = argmax_classes(blk).numpy()
+    return out
+
+
+def argmax_classes(blk: torch.Tensor) -> torch.Tensor:
+    """``blk.argmax(dim=1)`` as uint8 for (n, C, ...) with few classes (first maximum wins, like argmax).
+
+    A running maximum over the C class planes: about 10x faster on CPU than ``argmax`` over the short,
+    strided class axis.
+    """
+    if blk.shape[1] > 255:
+        raise ValueError(f"at most 255 classes fit a uint8 label map, got {blk.shape[1]}")
+    best = blk[:, 0].clone()
+    labels = torch.zeros(best.shape, dtype=torch.uint8)
+    for c in range(1, blk.shape[1]):
+        plane = blk[:, c]
+        labels.masked_fill_(plane > best, c)
+        torch.maximum(best, plane, out=best)
+    return labels
+
+
+def probabilities_to_grid(
+    probs: torch.Tensor,
+    out_shape: Sequence[int],
+    dtype: Any = np.float32,
+    chunk_slices: int = 8,
+    check: Optional[Callable[[], None]] = None,
+) -> np.ndarray:
+    """Per-class probabilities resampled onto the input grid: array (C, z, y, x) of ``dtype``.
+
+    Memory: C x z x y x x x itemsize (3 classes of a 512 x 512 x 1000 CT: 3.1 GB in float32, half
+    in float16). Prefer :func:`probabilities_to_labels` when only the labels are needed.
+    """
+    c = probs.shape[0]
+    out = np.empty((c, *(int(v) for v in out_shape)), dtype=dtype)
+    for z0, z1, blk in iter_to_grid(probs, out_shape, chunk_slices, check):
+        out[:, z0:z1] = blk.transpose(0, 1).numpy()
+    return out

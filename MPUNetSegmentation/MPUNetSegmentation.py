@@ -1,0 +1,367 @@
+import enum
+import logging
+import os
+import pathlib
+from typing import Optional, Union
+
+import qt
+import slicer
+import vtk
+from MPUNetSegmentationLib.dependencies import ensure_dependencies, ensure_mpunetcore_importable
+from MPUNetSegmentationLib.logic import MPUNetLogic
+from slicer import (
+    vtkMRMLLabelMapVolumeNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+    vtkMRMLTableNode,
+)
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+ensure_mpunetcore_importable()  # a source checkout keeps MPUNetCore one folder up
+
+from MPUNetCore.registry import DEFAULT_MODEL  # noqa: E402  (torch-free)
+
+
+class MPUNetSegmentation(ScriptedLoadableModule):
+    """Liver and liver-tumour segmentation of CT with MPU-Net, and comparison with an expert segmentation."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("MPU-Net Liver Segmentation")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["MPUNet developers"]
+        self.parent.helpText = _(
+            "Segments the liver and liver tumours in a CT volume with MPU-Net, running the network in a "
+            "background process (progress, log, Cancel), and compares the result with an expert segmentation "
+            "(Dice, IoU, surface distances, volumes; exportable as CSV). Research use only, not for clinical "
+            'use. See the <a href="https://github.com/mpunet/SlicerMPUNet/blob/main/'
+            'MPUNetSegmentation/README.md">module documentation</a>.'
+        )
+        self.parent.acknowledgementText = _(
+            "MPU-Net: Z. Yu and S. Han, '3D Medical Image Segmentation based on multi-scale MPU-Net'. "
+            "The module follows 3D Slicer's scripted-module template by Jean-Christophe Fillion-Robin "
+            "(Kitware), Andras Lasso (PerkLab) and Steve Pieper (Isomics)."
+        )
+
+
+class Device(enum.Enum):
+    AUTO = "auto"
+    GPU = "cuda"
+    CPU = "cpu"
+
+    def label(self):
+        return {"auto": _("Automatic (GPU if available)"), "cuda": _("GPU (CUDA)"), "cpu": _("CPU")}[
+            self.value
+        ]
+
+
+class Quality(enum.Enum):
+    FAST = "fast"
+    ACCURATE = "accurate"
+
+    def label(self):
+        return {"fast": _("Fast"), "accurate": _("Accurate (test-time augmentation, ~8x slower)")}[self.value]
+
+
+@parameterNodeWrapper
+class MPUNetSegmentationParameterNode:
+    """The module's settings, saved with the scene. ``model`` is a registry name, "" for ``modelPath``."""
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    model: str = DEFAULT_MODEL
+    modelPath: pathlib.Path
+    device: Device = Device.AUTO
+    quality: Quality = Quality.FAST
+    postprocess: bool = True
+    outputSegmentation: vtkMRMLSegmentationNode
+    show3D: bool = False
+    reference: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, None]  # None: nothing chosen
+    comparisonTable: vtkMRMLTableNode
+
+
+class MPUNetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The GUI: binds the .ui to the parameter node and forwards work to the logic (no torch here)."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._job = None
+        self._probe = None
+        self._environment = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/MPUNetSegmentation.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = MPUNetSegmentationLogic()
+        self._timer = qt.QTimer()
+        self._timer.setInterval(200)
+        self._timer.timeout.connect(self._onTimer)
+        self._fillModelComboBox()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.modelComboBox.currentIndexChanged.connect(self._onModelChosen)
+        self.ui.applyButton.clicked.connect(self.onApplyButton)
+        self.ui.cancelButton.clicked.connect(self.onCancelButton)
+        self.ui.compareButton.clicked.connect(self.onCompareButton)
+        self.ui.exportCsvButton.clicked.connect(self.onExportCsvButton)
+        self.ui.show3DButton.toggled.connect(self._onShow3D)
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        self.logic.cancel()
+        self._timer.stop()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+        if self._environment is None and self._probe is None:  # ask the background Python once, lazily
+            self.ui.deviceInfoLabel.text = _("Checking PyTorch and GPU...")
+            self._probe = self.logic.startEnvironmentCheck()
+            self._timer.start()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+
+    def setParameterNode(self, inputParameterNode: Optional[MPUNetSegmentationParameterNode]) -> None:
+        if self._parameterNode:
+            if self._parameterNodeGuiTag is not None:
+                self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            # widgets with a "SlicerParameterName" property in the .ui are connected here
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGui)
+        self._updateGui()
+
+    # -- GUI state --
+    def _fillModelComboBox(self) -> None:
+        from MPUNetCore.registry import available_models
+
+        try:
+            models = available_models()
+        except ValueError as error:
+            logging.warning(f"MPU-Net model registry: {error}")
+            models = {}
+        for name, entry in models.items():
+            self.ui.modelComboBox.addItem(name, name)
+            self.ui.modelComboBox.setItemData(
+                self.ui.modelComboBox.count - 1, entry.description, qt.Qt.ToolTipRole
+            )
+        self.ui.modelComboBox.addItem(_("Model file..."), "")
+
+    def _onModelChosen(self, index: int) -> None:
+        if self._parameterNode:
+            self._parameterNode.model = self.ui.modelComboBox.itemData(index) or ""
+
+    def _updateGui(self, caller=None, event=None) -> None:
+        p = self._parameterNode
+        running = self.logic is not None and self.logic.isRunning
+        if p:
+            index = self.ui.modelComboBox.findData(p.model)
+            self.ui.modelComboBox.setCurrentIndex(index if index >= 0 else self.ui.modelComboBox.count - 1)
+        localFile = bool(p) and not p.model
+        self.ui.modelPathLineEdit.enabled = localFile
+        modelOk = bool(p) and (bool(p.model) or os.path.exists(str(p.modelPath)) and str(p.modelPath) != ".")
+        self.ui.applyButton.enabled = bool(p and p.inputVolume and modelOk) and not running
+        self.ui.applyButton.toolTip = (
+            _("Segment the input volume") if p and p.inputVolume else _("Select a volume")
+        )
+        self.ui.cancelButton.enabled = running
+        self.ui.compareButton.enabled = bool(p and p.inputVolume and p.outputSegmentation and p.reference)
+        self.ui.exportCsvButton.enabled = bool(p and p.comparisonTable)
+
+    def _onShow3D(self, checked: bool) -> None:
+        segmentation = self._parameterNode.outputSegmentation if self._parameterNode else None
+        if segmentation:
+            if checked:
+                segmentation.CreateClosedSurfaceRepresentation()
+            else:
+                segmentation.RemoveClosedSurfaceRepresentation()
+
+    # -- segmentation --
+    def onApplyButton(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Failed to start MPU-Net."), waitCursor=True):
+            if self._environment is None:
+                self._environment = self.logic.environmentReport(self._waitForProbe())
+            if not self._environment.ok:
+                if not ensure_dependencies(self._environment, confirm=slicer.util.confirmOkCancelDisplay):
+                    return
+                self._environment = None
+                self._environment = self.logic.environmentReport(self._waitForProbe())
+                if not self._environment.ok:
+                    raise RuntimeError(
+                        _("Still missing after installation: ") + ", ".join(self._environment.missing)
+                    )
+            self.ui.logTextEdit.clear()
+            self.ui.progressBar.value = 0
+            self._job = self.logic.process(
+                p.inputVolume,
+                p.outputSegmentation,
+                model=p.model or str(p.modelPath),
+                device=p.device.value,
+                tta=p.quality == Quality.ACCURATE,
+                postprocess=p.postprocess,
+                waitForCompletion=False,
+                progressCallback=self._onProgress,
+                logCallback=self.ui.logTextEdit.appendPlainText,
+            )
+            self._timer.start()
+        self._updateGui()
+
+    def onCancelButton(self) -> None:
+        self.logic.cancel()
+        self.ui.statusLabel.text = _("Cancelled.")
+        self._updateGui()
+
+    def _onProgress(self, fraction: float, message: str) -> None:
+        self.ui.progressBar.value = int(round(100 * fraction))
+        self.ui.statusLabel.text = message
+
+    def _waitForProbe(self):
+        if self._probe is None:
+            self._probe = self.logic.startEnvironmentCheck()
+        self._probe.wait()
+        probe, self._probe = self._probe, None
+        return probe
+
+    def _onTimer(self) -> None:
+        if self._probe is not None and self._probe.done():
+            probe, self._probe = self._probe, None
+            try:
+                self._environment = self.logic.environmentReport(probe)
+                self.ui.deviceInfoLabel.text = self._environment.device_summary()
+            except RuntimeError as error:
+                self.ui.deviceInfoLabel.text = str(error).splitlines()[0]
+        elif self._probe is not None:
+            self._probe.read_lines()
+        if self._job is not None and self._job.poll():
+            job, self._job = self._job, None
+            self._showResult(job)
+        if self._job is None and self._probe is None:
+            self._timer.stop()
+
+    def _showResult(self, job) -> None:
+        self._updateGui()
+        if job.state == job.SUCCEEDED:
+            self._parameterNode.outputSegmentation = job.segmentation_node
+            job.segmentation_node.GetDisplayNode().SetVisibility(True)
+            slicer.util.setSliceViewerLayers(background=job.input_volume, fit=True)
+            self._onShow3D(self._parameterNode.show3D)
+        elif job.state == job.FAILED:
+            self.ui.statusLabel.text = _("Failed: see the log.")
+            slicer.util.errorDisplay(str(job.error).splitlines()[0], detailedText=str(job.error))
+
+    # -- comparison --
+    def onCompareButton(self) -> None:
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("Comparison failed."), waitCursor=True):
+            table = self.logic.compare(p.outputSegmentation, p.reference, p.inputVolume, p.comparisonTable)
+            p.comparisonTable = table
+            self.ui.comparisonTableView.setMRMLTableNode(table)
+
+    def onExportCsvButton(self) -> None:
+        table = self._parameterNode.comparisonTable
+        path = qt.QFileDialog.getSaveFileName(
+            slicer.util.mainWindow(), _("Export metrics"), f"{table.GetName()}.csv", _("CSV files (*.csv)")
+        )
+        if path:
+            with slicer.util.tryWithErrorDisplay(_("Export failed."), waitCursor=True):
+                self.logic.exportTableToCsv(table, path)
+
+
+class MPUNetSegmentationLogic(ScriptedLoadableModuleLogic, MPUNetLogic):
+    """The module's logic: :class:`MPUNetSegmentationLib.logic.MPUNetLogic` with a parameter node.
+
+    ``process(inputVolume, outputSegmentation=None, model=None, device="auto", tta=False,
+    postprocess=True, waitForCompletion=True, progressCallback=None, logCallback=None)``,
+    ``cancel()``, ``compare(segmentation, reference, referenceVolume)`` and
+    ``exportTableToCsv(table, path)``: see MPUNetSegmentation/README.md.
+    """
+
+    def __init__(self, pythonExecutable=None, temporaryDirectory=None) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        MPUNetLogic.__init__(self, pythonExecutable, temporaryDirectory)
+
+    def getParameterNode(self):
+        return MPUNetSegmentationParameterNode(super().getParameterNode())
+
+
+class MPUNetSegmentationTest(ScriptedLoadableModuleTest):
+    """In Slicer: phantom -> segmentation (real inference, default model, background run) -> comparison."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_SegmentAndComparePhantom()
+
+    def test_SegmentAndComparePhantom(self):
+        import SimpleITK as sitk
+
+        from MPUNetCore.phantom import make_phantom
+
+        self.delayDisplay("Writing a synthetic CT phantom")
+        image, label = make_phantom(seed=3, shape=(48, 128, 128))
+        folder = pathlib.Path(slicer.app.temporaryPath) / "MPUNetSegmentationTest"
+        folder.mkdir(parents=True, exist_ok=True)
+        sitk.WriteImage(image, str(folder / "phantom.nrrd"))
+        sitk.WriteImage(label, str(folder / "phantom-label.nrrd"))
+        volume = slicer.util.loadVolume(str(folder / "phantom.nrrd"))
+        reference = slicer.util.loadLabelVolume(str(folder / "phantom-label.nrrd"))
+        voxels = slicer.util.arrayFromVolume(volume).copy()
+
+        self.delayDisplay("Segmenting in the background (default model)")
+        fractions = []
+        segmentation = MPUNetSegmentationLogic().process(
+            volume, progressCallback=lambda f, m: fractions.append(f)
+        )
+        self.assertEqual(segmentation.GetName(), "phantom MPU-Net")
+        names = [segmentation.GetSegmentation().GetNthSegment(i).GetName() for i in range(2)]
+        self.assertEqual(names, ["Liver", "Liver tumor"])
+        self.assertEqual(fractions[-1], 1.0)
+        self.assertTrue((slicer.util.arrayFromVolume(volume) == voxels).all(), "input modified")
+        liverId = segmentation.GetSegmentation().GetNthSegmentID(0)
+        liver = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, liverId, volume)
+        self.assertEqual(liver.shape, voxels.shape)
+
+        self.delayDisplay("Comparing with the phantom's label")
+        table = MPUNetSegmentationLogic().compare(segmentation, reference, volume)
+        dice = slicer.util.arrayFromTableColumn(table, "Dice")
+        self.assertEqual(table.GetNumberOfRows(), 2)
+        self.assertGreater(dice[0], 0.5, f"liver Dice {dice[0]:.3f} is too low for the demo model")
+        self.delayDisplay("Test passed")
