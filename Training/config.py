@@ -92,6 +92,7 @@ SCHEMA: Dict[str, Dict[str, Field]] = {
             None, "encoder widths (MPUNet: 5, UNet: 4); none: the network's default", item=int, kind=list
         ),
         "dropout": _f(None, "MPUNet decoder dropout; none: the preset's", kind=float),
+        "elu_alpha": _f(None, "MPUNet ELU alpha of the downsamplings; none: the preset's", kind=float),
         "final_channels": _f(None, "UNet last decoder width; none: the default", kind=int),
     },
     "loss": {

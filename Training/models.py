@@ -19,8 +19,9 @@ def architecture(config: Config) -> Dict[str, Any]:
     overrides: Dict[str, Any] = {}
     if model["channels"] is not None:
         overrides["channels"] = list(model["channels"])
-    if model["network"] == "MPUNet" and model["dropout"] is not None:
-        overrides["dropout"] = model["dropout"]
+    for key in ("dropout", "elu_alpha"):
+        if model["network"] == "MPUNet" and model[key] is not None:
+            overrides[key] = model[key]
     if model["network"] == "UNet" and model["final_channels"] is not None:
         overrides["final_channels"] = model["final_channels"]
     record: Dict[str, Any] = {

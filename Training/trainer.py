@@ -146,6 +146,8 @@ def _train(
     model = make_network(config).to(ctx.device)
     optimizer, loss_fn = make_optimizer(config, model), make_loss(config)
     scheduler = make_scheduler(config, optimizer)
+    amp = _amp_dtype(config, ctx.device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     history: List[Dict[str, Any]] = []
     best = {"value": -float("inf"), "epoch": 0}
     start_epoch = 0
@@ -154,6 +156,8 @@ def _train(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         start_epoch, best, history = state["epoch"], state["best"], state["history"]
         set_rng_states(state["rng"])
         if ctx.main:
@@ -189,8 +193,6 @@ def _train(
         lo,
         seed,
     )
-    amp = _amp_dtype(config, ctx.device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
     board = TensorBoard(run.tensorboard, enabled=ctx.main)
     epochs = train_cfg["epochs"]
     for epoch in range(start_epoch, epochs):
@@ -233,6 +235,7 @@ def _train(
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
                     "epoch": epoch + 1,
                     "best": best,
                     "history": history,
