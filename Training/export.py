@@ -1,0 +1,101 @@
+"""`export`: a run's best checkpoint as a model bundle (`MPUNetCore.bundle`) for `mpunet segment --model`."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from MPUNetCore import __version__
+from MPUNetCore.bundle import ModelCard, SegmentClass, save_bundle
+
+from .cache import preprocessing_from_config
+from .config import Config, load_config
+from .data import SPLIT_PARTS, load_split
+from .evaluate import load_model, read_summary
+from .models import architecture
+from .runfolder import RunFolder, read_csv
+from .trainer import load_checkpoint
+from .validation import inference_options
+
+# Colours of Slicer's GenericAnatomyColors: liver (221, 130, 101), tumor (144, 238, 144).
+CLASS_COLORS = {
+    "Background": [0.0, 0.0, 0.0],
+    "Liver": [0.8667, 0.5098, 0.3961],
+    "Liver tumor": [0.5647, 0.9333, 0.5647],
+}
+
+
+def segment_classes(config: Config) -> List[SegmentClass]:
+    """The card's classes: Background, Liver and (liver_tumor task) Liver tumor, with colours."""
+    names = ["Background", "Liver"] + (["Liver tumor"] if config["data"]["task"] == "liver_tumor" else [])
+    return [SegmentClass(i, n, list(CLASS_COLORS[n])) for i, n in enumerate(names)]
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe metrics: NaN becomes None, numbers are rounded to 6 significant digits."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, float):
+        return None if math.isnan(value) else float(f"{value:.6g}")
+    return value
+
+
+def build_card(run: RunFolder, config: Config, name: str) -> ModelCard:
+    """The model card of a run: architecture, classes, preprocessing, inference, training, metrics."""
+    best = load_checkpoint(run.best)
+    history = read_csv(run.metrics) if run.metrics.exists() else []
+    split = load_split(run.split)
+    times = [r["train_time_s"] for r in history if isinstance(r.get("train_time_s"), float)]
+    info = json.loads(run.info.read_text(encoding="utf-8")) if run.info.exists() else {}
+    training: Dict[str, Any] = {
+        "experiment": config["experiment"]["name"],
+        "task": config["data"]["task"],
+        "data": config["data"]["root"]
+        or f"{config['data']['phantom_cases']} generated phantoms (seed {config['data']['phantom_seed']})",
+        "split": {p: len(split[p]) for p in SPLIT_PARTS},
+        "split_seed": split.get("seed"),
+        "epochs": len(history),
+        "best_epoch": best.get("epoch"),
+        "mean_train_time_per_epoch_s": round(sum(times) / len(times), 2) if times else None,
+        "device": info.get("device"),
+        "parameters": info.get("parameters"),
+        "config": config,
+    }
+    metrics: Dict[str, Any] = {
+        "validation_best_epoch": _clean({k: v for k, v in best["metrics"].items() if k.startswith("val_")})
+    }
+    test = read_summary(run, "test")
+    if test is not None:
+        metrics["test"] = _clean(test["classes"])
+    return ModelCard(
+        name=name,
+        architecture=best.get("architecture") or architecture(config),
+        classes=segment_classes(config),
+        preprocessing=preprocessing_from_config(config).to_dict(),
+        inference={k: list(v) if isinstance(v, tuple) else v for k, v in inference_options(config).items()},
+        version=__version__,
+        description=config["experiment"]["description"] or f"{name}, trained with mpunet-train",
+        training=training,
+        metrics=metrics,
+    )
+
+
+def export_run(
+    run_dir: Path, output: Optional[Path] = None, name: Optional[str] = None, overwrite: bool = False
+) -> Path:
+    """Write the best checkpoint of a run as a bundle (card + weights); returns the card's path.
+
+    The card carries the test metrics when `evaluate` has been run (else the best validation row).
+    """
+    run = RunFolder(run_dir)
+    run.require(run.config, run.best, run.split)
+    config = load_config(run.config)
+    name = name or config["experiment"]["name"]
+    card = build_card(run, config, name)
+    model = load_model(run, config, "best")
+    path = Path(output) if output else run.export / f"{name}.json"
+    if path.suffix != ".json":
+        raise ValueError(f"--output {path}: give the card's path, ending in .json (the weights go beside it)")
+    return save_bundle(model, card, path, overwrite=overwrite)

@@ -1,0 +1,107 @@
+"""Network, loss, optimiser and learning-rate schedule described by a config."""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import torch
+from torch import nn
+
+from MPUNetCore.bundle import build_network
+from MPUNetCore.losses import HybridLoss
+
+from .config import Config, num_classes
+
+
+def architecture(config: Config) -> Dict[str, Any]:
+    """The model card's architecture record (what `MPUNetCore.bundle.build_network` builds)."""
+    model = config["model"]
+    overrides: Dict[str, Any] = {}
+    if model["channels"] is not None:
+        overrides["channels"] = list(model["channels"])
+    for key in ("dropout", "elu_alpha"):
+        if model["network"] == "MPUNet" and model[key] is not None:
+            overrides[key] = model[key]
+    if model["network"] == "UNet" and model["final_channels"] is not None:
+        overrides["final_channels"] = model["final_channels"]
+    record: Dict[str, Any] = {
+        "network": model["network"],
+        "spatial_dims": 3,
+        "in_channels": 1,
+        "out_channels": num_classes(config),
+        "overrides": overrides,
+    }
+    if model["network"] == "MPUNet":
+        record["preset"] = model["preset"]
+    return record
+
+
+def make_network(config: Config) -> nn.Module:
+    """The network of the config, initialised from the experiment seed, in training mode."""
+    torch.manual_seed(config["experiment"]["seed"])
+    try:
+        model = build_network(architecture(config))
+    except TypeError as error:
+        raise ValueError(f"the [model] section cannot build a network: {error}") from None
+    multiple = int(getattr(model, "input_multiple", 8))
+    for what, sizes in (
+        ("train.patch", config["train"]["patch"]),
+        ("inference.window", config["inference"]["window"]),
+    ):
+        bad = [s for s in sizes if s % multiple]
+        if bad:
+            fixed = [max(multiple, round(s / multiple) * multiple) if s else 0 for s in sizes]
+            raise ValueError(
+                f"{what} = {sizes}: {config['model']['network']} needs multiples of {multiple}; "
+                f"e.g. --set {what}={','.join(map(str, fixed))}"
+            )
+    return model.train()
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def make_loss(config: Config) -> HybridLoss:
+    """The hybrid Tversky + deep-supervised cross-entropy loss (paper eq. 19)."""
+    loss = config["loss"]
+    tversky_on = loss["tversky_on"]
+    if tversky_on == "auto":
+        tversky_on = "last" if config["model"]["network"] == "UNet" else "mean"
+    return HybridLoss(
+        alpha=loss["alpha"],
+        beta=loss["beta"],
+        ce_weight=loss["ce_weight"],
+        class_weights=None if loss["class_weights"] == "none" else loss["class_weights"],
+        include_background=loss["include_background"],
+        tversky_on=tversky_on,
+    )
+
+
+def make_optimizer(config: Config, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam (the paper's), AdamW or SGD with momentum 0.99 and Nesterov."""
+    train = config["train"]
+    params, lr, wd = model.parameters(), train["lr"], train["weight_decay"]
+    if train["optimizer"] == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if train["optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.99, nesterov=True, weight_decay=wd)
+    return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+
+
+def make_scheduler(config: Config, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule, stepped once per epoch (step: x gamma every step_size epochs)."""
+    train = config["train"]
+    epochs = train["epochs"]
+    if train["scheduler"] == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=train["step_size"], gamma=train["gamma"])
+    if train["scheduler"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    if train["scheduler"] == "poly":
+        return torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=epochs, power=0.9)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=_constant)
+
+
+def _constant(epoch: int) -> float:  # module-level so the scheduler's state dict stays plain data
+    return 1.0

@@ -1,0 +1,320 @@
+"""The training loop: patches, hybrid deep-supervision loss, validation, best model, exact resume, DDP.
+
+Exact resume: every epoch starts by seeding python/numpy/torch from `(seed, epoch, rank)`, and
+patches are drawn from generators seeded per sample (see `sampling`). A checkpoint written after
+epoch e (model, optimiser, scheduler, best score, history, RNG states) is therefore all a killed run
+needs: `--resume` repeats nothing and skips nothing, and on CPU reaches the same weights bit for
+bit as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from MPUNetCore.cli.progress import ProgressBar
+from MPUNetCore.fileutils import atomic_output
+
+from . import distributed
+from .config import Config, classes_of, save_config
+from .models import architecture, count_parameters, make_loss, make_network, make_optimizer, make_scheduler
+from .prepare import prepare_data
+from .runfolder import RunFolder, TensorBoard, write_csv, write_json
+from .sampling import EpochPatches, PatchSampler, epoch_plan
+from .validation import PatchConfusion, best_value, validate
+
+
+def seed_epoch(seed: int, epoch: int, rank: int) -> None:
+    """Seed python, numpy and torch for one epoch of one process."""
+    value = int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+    random.seed(value)
+    np.random.seed(value)  # noqa: NPY002 - the global state, for code that uses it
+    torch.manual_seed(value)
+
+
+def rng_states() -> Dict[str, Any]:
+    """The python/numpy/torch RNG states as plain data (loadable with `weights_only=True`)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002
+    states = {
+        "python": random.getstate(),
+        "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: Dict[str, Any]) -> None:
+    """Restore what `rng_states` returned."""
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, gauss_value = states["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss_value))  # noqa: NPY002
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
+    """Atomic `torch.save` (a killed run leaves the previous checkpoint intact)."""
+    with atomic_output(path, overwrite=True) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path) -> Dict[str, Any]:
+    """A checkpoint written by `save_checkpoint` (tensors and plain data only)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _amp_dtype(config: Config, device: torch.device) -> Optional[torch.dtype]:
+    amp = config["train"]["amp"]
+    if amp == "float32" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return getattr(torch, amp)
+
+
+def unused_parameters(model: torch.nn.Module, device: torch.device) -> List[str]:
+    """Names of parameters that a training forward pass never uses (DDP must be told about them).
+
+    Probed on a copy (the model's batch-norm statistics stay untouched) with a small input.
+    """
+    probe = copy.deepcopy(model).train()
+    size = 2 * int(getattr(model, "input_multiple", 8))
+    channels = int(getattr(model, "in_channels", 1))
+    outputs = probe(torch.zeros(2, channels, size, size, size, device=device))
+    outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    sum(o.float().sum() for o in outputs).backward()
+    return [name for name, p in probe.named_parameters() if p.requires_grad and p.grad is None]
+
+
+def start_run(config: Config, run: RunFolder, resume: bool, overwrite: bool) -> None:
+    """Create (or check) the run folder and save the resolved config (rank 0 only)."""
+    if run.last.exists() and not resume:
+        if not overwrite:
+            raise FileExistsError(
+                f"{run.root} already holds a run; pass --resume to continue it or --overwrite"
+            )
+        shutil.rmtree(run.root)
+    run.checkpoints.mkdir(parents=True, exist_ok=True)
+    save_config(config, run.config)
+
+
+def train(
+    config: Config, run_dir: Path, resume: bool = False, overwrite: bool = False, progress: str = "bar"
+) -> Path:
+    """Train the model a config describes; returns the run folder.
+
+    Launched as one process, or by `torchrun --nproc_per_node=N` (DDP: the epoch's patches are
+    sharded over the processes, rank 0 validates and writes every file).
+    """
+    ctx = distributed.setup(config["train"]["device"])
+    threads = torch.get_num_threads()
+    try:
+        return _train(config, RunFolder(run_dir), ctx, resume, overwrite, progress if ctx.main else "none")
+    finally:
+        torch.set_num_threads(threads)  # train.threads applies to this run only
+        distributed.cleanup(ctx)
+
+
+def _train(
+    config: Config, run: RunFolder, ctx: distributed.Context, resume: bool, overwrite: bool, progress: str
+) -> Path:
+    if ctx.main:
+        start_run(config, run, resume, overwrite)
+    distributed.barrier(ctx)
+    train_cfg, seed = config["train"], config["experiment"]["seed"]
+    if train_cfg["threads"]:
+        torch.set_num_threads(train_cfg["threads"])
+    if ctx.device.type == "cuda":
+        torch.backends.cudnn.benchmark = not train_cfg["deterministic"]
+        torch.backends.cudnn.deterministic = train_cfg["deterministic"]
+    data = prepare_data(config, run, ctx, progress)
+    model = make_network(config).to(ctx.device)
+    optimizer, loss_fn = make_optimizer(config, model), make_loss(config)
+    scheduler = make_scheduler(config, optimizer)
+    amp = _amp_dtype(config, ctx.device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
+    history: List[Dict[str, Any]] = []
+    best = {"value": -float("inf"), "epoch": 0}
+    start_epoch = 0
+    if resume and run.last.exists():
+        state = load_checkpoint(run.last)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start_epoch, best, history = state["epoch"], state["best"], state["history"]
+        set_rng_states(state["rng"])
+        if ctx.main:
+            print(f"resuming {run.root} after epoch {start_epoch}", file=sys.stderr)
+    params = count_parameters(model)
+    if ctx.main:
+        write_json(
+            run.info,
+            {
+                "architecture": architecture(config),
+                "parameters": params,
+                "device": str(ctx.device),
+                "world_size": ctx.world,
+                "torch": torch.__version__,
+                "cases": {k: len(v) for k, v in data.parts.items()},
+            },
+        )
+    net = model
+    if ctx.enabled:
+        unused = unused_parameters(model, ctx.device)
+        net = DistributedDataParallel(
+            model,
+            device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+            find_unused_parameters=bool(unused),
+        )
+    lo = config["preprocessing"]["hu_window"][0] / config["preprocessing"]["scale"]
+    sampler = PatchSampler(
+        data.parts["train"],
+        train_cfg["patch"],
+        config["data"]["task"],
+        config["augment"],
+        train_cfg["foreground_prob"],
+        lo,
+        seed,
+    )
+    board = TensorBoard(run.tensorboard, enabled=ctx.main)
+    epochs = train_cfg["epochs"]
+    for epoch in range(start_epoch, epochs):
+        seed_epoch(seed, epoch, ctx.rank)
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+        row.update(_train_epoch(net, loss_fn, optimizer, scaler, sampler, config, ctx, epoch, amp, progress))
+        scheduler.step()
+        row["train_time_s"] = time.perf_counter() - t0
+        row["train_cpu_s"] = time.process_time() - cpu0  # CPU seconds: shows how busy the machine was
+        t1 = time.perf_counter()
+        if (epoch + 1) % train_cfg["val_every"] == 0 or epoch + 1 == epochs:
+            if ctx.main:
+                bar = ProgressBar(f"validation {epoch + 1}", progress)
+                metrics, case_rows = validate(model, data.parts["val"], config, ctx.device, progress=bar)
+                row.update(metrics)
+                write_csv(run.val_cases, [{"epoch": epoch + 1, **r} for r in case_rows])
+            row["val_time_s"] = time.perf_counter() - t1
+        row["epoch_time_s"] = time.perf_counter() - t0
+        if ctx.main:
+            value = best_value(row, train_cfg["best_metric"])
+            if value == value and value > best["value"]:  # NaN never wins
+                best = {"value": value, "epoch": epoch + 1}
+                save_checkpoint(
+                    run.best,
+                    {
+                        "model": model.state_dict(),
+                        "epoch": epoch + 1,
+                        "metrics": row,
+                        "architecture": architecture(config),
+                    },
+                )
+            row["best_epoch"] = best["epoch"]
+            history.append(row)
+            write_csv(run.metrics, history)
+            board.log(row, epoch + 1)
+            save_checkpoint(
+                run.last,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "epoch": epoch + 1,
+                    "best": best,
+                    "history": history,
+                    "rng": rng_states(),
+                    "parameters": params,
+                },
+            )
+            _report_epoch(row, epochs, best, train_cfg["best_metric"])
+        distributed.barrier(ctx)
+    board.close()
+    return run.root
+
+
+def _train_epoch(
+    net,
+    loss_fn,
+    optimizer,
+    scaler,
+    sampler: PatchSampler,
+    config: Config,
+    ctx: distributed.Context,
+    epoch: int,
+    amp: Optional[torch.dtype],
+    progress: str,
+) -> Dict[str, float]:
+    """One epoch over this process's share of the patches; returns the epoch's training metrics."""
+    train_cfg = config["train"]
+    plan = epoch_plan(
+        len(sampler.cases),
+        train_cfg["samples_per_epoch"],
+        sampler.seed,
+        epoch,
+        multiple=ctx.world * train_cfg["batch_size"],
+    )
+    patches = EpochPatches(sampler, epoch, plan, ctx.rank, ctx.world)
+    loader = DataLoader(
+        patches,
+        batch_size=train_cfg["batch_size"],
+        shuffle=False,
+        num_workers=train_cfg["workers"],
+        pin_memory=ctx.device.type == "cuda",
+    )
+    net.train()
+    confusion = PatchConfusion(classes_of(config), fuse="last" if loss_fn.tversky_on == "last" else "mean")
+    sums = [0.0, 0.0, 0.0, 0.0]  # loss, tversky, ce, steps
+    bar = ProgressBar(f"epoch {epoch + 1}/{train_cfg['epochs']}", progress)
+    autocast = torch.autocast(ctx.device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+    for step, (x, y) in enumerate(loader, 1):
+        x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+        with autocast:
+            outputs = net(x)
+        outputs = [o.float() for o in outputs] if isinstance(outputs, (list, tuple)) else outputs.float()
+        parts = loss_fn.components(outputs, y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(parts["loss"]).backward()
+        if train_cfg["grad_clip"] > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), train_cfg["grad_clip"])
+        scaler.step(optimizer)
+        scaler.update()
+        for i, key in enumerate(("loss", "tversky", "ce")):
+            sums[i] += float(parts[key].detach())
+        sums[3] += 1
+        confusion.add([o.detach() for o in outputs] if isinstance(outputs, list) else outputs.detach(), y)
+        bar(step, len(loader))
+    names = list(confusion.counts)
+    flat = distributed.sum_values(ctx, sums + [float(v) for n in names for v in confusion.counts[n]])
+    confusion.counts = {n: [int(v) for v in flat[4 + 4 * i : 8 + 4 * i]] for i, n in enumerate(names)}
+    steps = max(flat[3], 1.0)
+    row = {"train_loss": flat[0] / steps, "train_tversky": flat[1] / steps, "train_ce": flat[2] / steps}
+    row.update(confusion.metrics())
+    return row
+
+
+def _report_epoch(row: Dict[str, Any], epochs: int, best: Dict[str, Any], metric: str) -> None:
+    val = row.get(f"val_{metric}")
+    text = f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f}"
+    text += f", train liver dice {row.get('train_liver_dice', float('nan')):.4f}"
+    if val is not None:
+        text += f", val {metric} {val:.4f} (best {best['value']:.4f} at epoch {best['epoch']})"
+    text += f", {row['epoch_time_s']:.1f} s"
+    print(text, file=sys.stderr, flush=True)

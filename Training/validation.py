@@ -1,0 +1,162 @@
+"""Whole-volume validation with the inference engine, and the metrics of training patches.
+
+Validation segments each cached validation volume (already in network space) with
+`MPUNetCore.inference.segment` — the same sliding window, blending and post-processing that users
+get — using an identity `Preprocessing`, and scores it with `MPUNetCore.metrics` in millimetres of
+the network grid: every metric of `METRIC_KEYS` per class, averaged over cases, plus Dice global.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from MPUNetCore.inference import Preprocessing, segment
+from MPUNetCore.metrics import Confusion, DiceAccumulator, overlap_metrics
+
+from .cache import CachedCase
+from .config import Config, classes_of
+
+TRAIN_METRICS = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "mcc")
+
+
+def window_of(config: Config) -> Tuple[Optional[int], ...]:
+    """The inference window with 0 (full extent) as None, as `segment` expects."""
+    return tuple(int(w) if w else None for w in config["inference"]["window"])
+
+
+def inference_options(config: Config) -> Dict[str, Any]:
+    """Keyword arguments of `segment` from the [inference] section (the model card's `inference`)."""
+    inf = config["inference"]
+    return {
+        "window": window_of(config),
+        "overlap": inf["overlap"],
+        "blending": inf["blending"],
+        "batch_size": inf["batch_size"],
+    }
+
+
+def identity_preprocessing(config: Config) -> Preprocessing:
+    """A `Preprocessing` that leaves cached network-space arrays as they are (air pads as -1)."""
+    lo, hi = config["preprocessing"]["hu_window"]
+    scale = config["preprocessing"]["scale"]
+    return Preprocessing(
+        hu_window=(lo / scale, hi / scale), scale=1.0, inplane_factor=1.0, slice_spacing=None
+    )
+
+
+def task_labels(label: np.ndarray, task: str) -> np.ndarray:
+    """Reference labels of the task: liver task merges tumour into liver (0/1)."""
+    label = np.asarray(label)
+    return (label >= 1).astype(np.uint8) if task == "liver" else label.astype(np.uint8)
+
+
+def validate(
+    model: nn.Module,
+    cases: Sequence[CachedCase],
+    config: Config,
+    device: torch.device,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> Tuple[Dict[str, float], List[Dict[str, Any]]]:
+    """Segment every validation case and score it.
+
+    Returns:
+        (`{"val_<class>_<metric>": mean, "val_<class>_dice_global": ..., "val_mean_dice": ...}`,
+        one row per case and class with every metric).
+    """
+    classes = classes_of(config)
+    accumulator = DiceAccumulator(classes)
+    prep = identity_preprocessing(config)
+    options = inference_options(config)
+    limit = config["inference"]["max_val_cases"] or len(cases)
+    for done, case in enumerate(cases[:limit], 1):
+        image = np.asarray(case.image())
+        prediction = segment(
+            image,
+            case.spacing,
+            model,
+            prep,
+            postprocess=config["inference"]["postprocess"],
+            device=device,
+            precision=_precision(config, device),
+            **options,
+        )
+        reference = task_labels(case.label(), config["data"]["task"])
+        accumulator.add(case.name, prediction, reference, spacing=tuple(reversed(case.spacing)))
+        if progress is not None:
+            progress(done, limit)
+    row: Dict[str, float] = {}
+    for name, summary in accumulator.summary().items():
+        for key, value in summary.items():
+            if key.startswith("mean_"):
+                row[f"val_{name}_{key[5:]}"] = float(value)
+        row[f"val_{name}_dice_global"] = float(summary["dice_global"])
+    row["val_mean_dice"] = float(np.mean([row[f"val_{name}_dice"] for name in classes]))
+    return row, accumulator.rows()
+
+
+def _precision(config: Config, device: torch.device) -> str:
+    amp = config["train"]["amp"]
+    return "auto" if amp == "auto" else amp
+
+
+class PatchConfusion:
+    """Confusion counts of the training patches' predictions, per class, summed over an epoch."""
+
+    def __init__(self, classes: Dict[str, Sequence[int]], fuse: str = "mean") -> None:
+        self.classes = {name: tuple(labels) for name, labels in classes.items()}
+        self.counts = {name: [0, 0, 0, 0] for name in self.classes}
+        self.fuse = fuse
+
+    @torch.no_grad()
+    def add(self, outputs: Any, target: torch.Tensor) -> None:
+        """Add one batch of training logits (a list of deep-supervision outputs, or one tensor).
+
+        The prediction is the network's own: the mean of the heads' softmax (`fuse="mean"`, MPU-Net)
+        or the last head (`fuse="last"`, the U-Net baseline).
+        """
+        outputs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
+        if self.fuse == "last":
+            outputs = outputs[-1:]
+        probs = torch.stack([o.float().softmax(1) for o in outputs]).mean(0)
+        prediction = probs.argmax(1)
+        for name, labels in self.classes.items():
+            pred = _member(prediction, labels)
+            ref = _member(target, labels)
+            tp = int((pred & ref).sum())
+            n_pred, n_ref = int(pred.sum()), int(ref.sum())
+            c = self.counts[name]
+            c[0] += tp
+            c[1] += n_pred - tp
+            c[2] += n_ref - tp
+            c[3] += pred.numel() - n_pred - n_ref + tp
+
+    def merge(self, other_counts: Dict[str, List[int]]) -> None:
+        """Add counts gathered from another process."""
+        for name, counts in other_counts.items():
+            self.counts[name] = [a + b for a, b in zip(self.counts[name], counts)]
+
+    def metrics(self) -> Dict[str, float]:
+        """`{"train_<class>_<metric>": value}` of the summed counts."""
+        row = {}
+        for name, counts in self.counts.items():
+            values = overlap_metrics(Confusion(*counts))
+            row.update({f"train_{name}_{key}": float(values[key]) for key in TRAIN_METRICS})
+        return row
+
+
+def _member(labels: torch.Tensor, values: Sequence[int]) -> torch.Tensor:
+    mask = labels == values[0]
+    for v in values[1:]:
+        mask |= labels == v
+    return mask
+
+
+def best_value(row: Dict[str, float], metric: str) -> float:
+    """The validation value of `train.best_metric` in a metrics row (NaN when absent)."""
+    value = row.get(f"val_{metric}", math.nan)
+    return float(value)
