@@ -64,10 +64,18 @@ def run_info(args: argparse.Namespace) -> int:
     if card.training:
         print(f"  training     : {card.training.get('data', card.training)}")
     for split, values in card.metrics.items():
-        shown = (
-            values
-            if not isinstance(values, dict)
-            else ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
-        )
-        print(f"  metrics {split:<5}: {shown}")
+        print(f"  metrics {split}: {_headline(values)}")
     return 0
+
+
+def _headline(values) -> str:
+    """The Dice figures of a metrics record (the full record: `mpunet info --json`)."""
+    if not isinstance(values, dict):
+        return str(values)
+    shown = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            shown.append(f"{key} {_headline(value)}")
+        elif "dice" in key and isinstance(value, (int, float)):
+            shown.append(f"{key} {value:.4f}")
+    return ", ".join(shown) or "(see --json)"
