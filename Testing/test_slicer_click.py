@@ -305,47 +305,43 @@ def test_a_model_that_cannot_load_reports_the_workers_error(slicer_scene, tmp_pa
 # ----------------------------------------------------------------------------- trained demo model
 
 
-def _demo_model():
-    from MPUNetCore.registry import RegistryError, resolve_model
+def _demo_model() -> str:
+    from MPUNetCore.registry import resolve_model
 
-    try:
-        return str(resolve_model("demo-phantom"))
-    except (RegistryError, ValueError, OSError) as error:
-        pytest.skip(f"the trained demo model is not available yet ({error})")
+    return str(resolve_model("demo-phantom"))  # shipped in the package: its absence is a failure
 
 
 @pytest.mark.slow
-def test_click_in_a_phantom_tumour_finds_that_tumour_and_nothing_else(
+def test_click_in_a_phantom_liver_finds_that_liver_and_nothing_else(
     slicer_scene, click_logic, tmp_path
 ) -> None:
+    """The bundled demo model finds the liver (it was never able to learn tumours: see its card)."""
     import slicer.util
 
     from Testing.slicer_models import write_phantom
 
     model = _demo_model()
-    ct, label = write_phantom(tmp_path, seed=2, shape=(48, 128, 128))
+    ct, label = write_phantom(tmp_path, seed=2, shape=(64, 256, 256))
     volume = slicer.util.loadVolume(str(ct))
     reference = slicer.util.arrayFromVolume(slicer.util.loadLabelVolume(str(label)))
+    liver = reference >= 1
+    # A liver voxel far from the liver's border and from every tumour: the deepest one.
     import SimpleITK as sitk
 
-    tumours = sitk.GetArrayFromImage(
-        sitk.RelabelComponent(
-            sitk.ConnectedComponent(sitk.GetImageFromArray((reference == 2).astype(np.uint8)))
+    inside = sitk.GetArrayFromImage(
+        sitk.SignedMaurerDistanceMap(
+            sitk.GetImageFromArray((reference == 1).astype(np.uint8)),
+            insideIsPositive=True,
+            squaredDistance=False,
         )
     )
-    target = tumours == 1  # the largest tumour
-    voxels = np.argwhere(target)
-    centre = np.round(voxels.mean(axis=0)).astype(int)
-    if not target[tuple(centre)]:
-        centre = voxels[len(voxels) // 2]
+    centre = np.unravel_index(np.argmax(inside), inside.shape)
     result = click_logic.segmentAtPoint(volume, _ras_of(volume, centre), model=model, timeout=300)
-    assert result.found and result.class_name == "tumor", result.message
+    assert result.found and result.class_name == "liver", result.message
     mask = _segment_mask(result.segmentation_node, result.segment_id, volume)
-    overlap = (mask & target).sum()
-    dice = 2 * overlap / (mask.sum() + target.sum())
-    assert dice > 0.5, f"Dice with the clicked tumour {dice:.2f}"
-    assert (mask & (reference == 0)).sum() <= 0.5 * mask.sum()  # not spilling into the surroundings
-    assert not (mask & (tumours > 0) & ~target).any()  # no other tumour
+    dice = 2 * (mask & liver).sum() / (mask.sum() + liver.sum())
+    assert dice > 0.7, f"Dice with the phantom's liver {dice:.2f}"
+    assert (mask & ~liver).sum() <= 0.25 * mask.sum()  # not spilling into the surroundings
     air = click_logic.segmentAtPoint(
         volume, _ras_of(volume, (24, 2, 2)), result.segmentation_node, model=model
     )
