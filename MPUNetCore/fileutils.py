@@ -79,6 +79,7 @@ def atomic_output(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
         yield tmp
         if not overwrite and path.exists():  # appeared while we were writing
             raise FileExistsError(f"{path} appeared while writing; pass --overwrite to replace it")
+        os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); outputs are ordinary files
         os.replace(tmp, path)
     finally:
         if tmp.exists():
