@@ -20,7 +20,7 @@ from typing import Dict, List, Optional
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = "MPUNetSegmentation"
 CMAKE_FILE = ROOT / MODULE / "CMakeLists.txt"
-MPUNETCORE_RESOURCE_SUFFIXES = (".json",)  # model cards, registry; weights (.pt) are downloaded, not packaged
+MPUNETCORE_RESOURCE_SUFFIXES = (".json", ".pt")  # registry, model cards and the bundled demo weights
 
 
 def _files(folder: Path, suffixes: tuple, exclude_dirs: tuple = ()) -> List[Path]:
