@@ -61,8 +61,11 @@ def test_mpunetcore_is_packaged_next_to_the_module(module_cmake: str) -> None:
     assert sorted(listed) == sorted(expected) and "MPUNetCore/__init__.py" in listed
     resources = _cmake_list(module_cmake, "MPUNETCORE_PYTHON_RESOURCES")
     assert sorted(resources) == sorted(
-        p.relative_to(ROOT).as_posix() for p in _on_disk(ROOT / "MPUNetCore", ".json")
+        p.relative_to(ROOT).as_posix()
+        for suffix in (".json", ".pt")  # registry, model cards, the bundled demo weights
+        for p in _on_disk(ROOT / "MPUNetCore", suffix)
     )
+    assert "MPUNetCore/models/demo-phantom.pt" in resources
     for entry in listed + resources:
         assert (ROOT / entry).is_file(), entry
     call = re.search(r"ctkMacroCompilePythonScript\((.*?)\)\n", module_cmake, re.DOTALL).group(1)
