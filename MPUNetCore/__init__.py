@@ -22,6 +22,7 @@ _EXPORTS = {
     "MPUNet": "MPUNetCore.networks",
     "UNet": "MPUNetCore.networks",
     "load_released_state_dict": "MPUNetCore.networks",
+    "load_released_checkpoint": "MPUNetCore.networks",
     "HybridLoss": "MPUNetCore.losses",
     "tversky_loss": "MPUNetCore.losses",
     "segmentation_metrics": "MPUNetCore.metrics",

@@ -101,6 +101,7 @@ class MPUNetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self._job = None
         self._probe = None
         self._environment = None
+        self.tools = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -122,9 +123,13 @@ class MPUNetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.ui.compareButton.clicked.connect(self.onCompareButton)
         self.ui.exportCsvButton.clicked.connect(self.onExportCsvButton)
         self.ui.show3DButton.toggled.connect(self._onShow3D)
+        from MPUNetSegmentationGui.tools_section import ToolsSection  # click to segment, review
+
+        self.tools = ToolsSection(self)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
+        self.tools.cleanup()
         self.logic.cancel()
         self._timer.stop()
         self.removeObservers()

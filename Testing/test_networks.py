@@ -5,11 +5,14 @@ The released-weights loader is tested in test_networks_released.py.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from MPUNetCore.networks import MPUNet, PositionAttention, position_attention
+from MPUNetCore.networks.blocks import BoxMaxPool
 
 SMALL = (4, 8, 16, 32, 64)
 
@@ -65,6 +68,21 @@ def test_released_details_elu_alpha_prelu_sharing():
     assert net.bottleneck.attention.gamma.item() == 0.0
     assert net.input_multiple == 8
     assert MPUNet("paper").downs[0].layers[3].alpha == 1.0
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 6, 7), (1, 2, 1, 4, 3), (2, 3, 9, 8)])
+def test_box_max_pool_equals_max_pool_values_and_gradients(shape):
+    torch.manual_seed(9)
+    x = torch.randn(shape)
+    x[..., :2] = 0.5  # constant regions: ties
+    pool = F.max_pool3d if len(shape) == 5 else F.max_pool2d
+    with torch.no_grad():
+        assert torch.equal(BoxMaxPool()(x), pool(x, 3, 1, 1))
+    xg, xr = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    g = torch.randn(shape)
+    BoxMaxPool()(xg).backward(g)
+    pool(xr, 3, 1, 1).backward(g)
+    assert torch.equal(xg.grad, xr.grad)
 
 
 # --------------------------------------------------------------------------------------------- outputs
@@ -143,6 +161,17 @@ def test_paper_position_embedding_handles_any_multiple_of_8(size):
     with torch.no_grad():
         probs = net(torch.randn(1, 1, *size))
     assert probs.shape == (1, 2, *size) and torch.isfinite(probs).all()
+
+
+@pytest.mark.parametrize("preset", ["released", "paper"])
+def test_config_rebuilds_the_same_network(preset):
+    net = MPUNet(preset, spatial_dims=2, in_channels=2, out_channels=3, channels=SMALL, dropout=0.1)
+    config = json.loads(json.dumps(net.config))
+    again = MPUNet(**config)
+    assert again.config == net.config
+    assert {k: v.shape for k, v in again.state_dict().items()} == {
+        k: v.shape for k, v in net.state_dict().items()
+    }
 
 
 def test_in_channels_other_than_one():

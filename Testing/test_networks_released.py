@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from MPUNetCore.networks import MPUNet, load_released_state_dict
+from MPUNetCore.networks import MPUNet, load_released_checkpoint, load_released_state_dict
 
 FULL = (16, 32, 64, 128, 256)
 SMALL = (4, 8, 16, 32, 64)
@@ -215,3 +215,22 @@ def test_errors_list_missing_unexpected_and_misshaped_keys():
         load_released_state_dict(MPUNet("paper", channels=SMALL), sd)
     with pytest.raises(ValueError, match="expected a state dict"):
         load_released_state_dict(net, {"epoch": 3})
+
+
+class NotATensor:
+    pass
+
+
+def test_checkpoint_file_is_read_weights_only(tmp_path):
+    sd = random_released_state_dict(SMALL, seed=3)
+    path = tmp_path / "best_model.pth"
+    torch.save({"net": sd, "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4}]}, "epoch": 12}, path)
+    net = MPUNet("released", channels=SMALL)
+    load_released_checkpoint(net, path)
+    assert torch.equal(net.bottleneck.attention.value.weight, sd["PCL.attn.3.value_conv.weight"])
+    with pytest.raises(ValueError, match="not found"):
+        load_released_checkpoint(net, tmp_path / "missing.pth")
+    unsafe = tmp_path / "pickled.pth"
+    torch.save({"net": sd, "extra": NotATensor()}, unsafe)
+    with pytest.raises(ValueError, match="weights-only"):
+        load_released_checkpoint(net, unsafe)

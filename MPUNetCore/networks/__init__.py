@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from .attention import PositionAttention, position_attention
 from .mpunet import PRESETS, MPUNet
-from .released_weights import load_released_state_dict
+from .released_weights import load_released_checkpoint, load_released_state_dict
 from .unet import UNet
 
-__all__ = ["PRESETS", "MPUNet", "PositionAttention", "UNet", "load_released_state_dict", "position_attention"]
+__all__ = [
+    "PRESETS",
+    "MPUNet",
+    "PositionAttention",
+    "UNet",
+    "load_released_checkpoint",
+    "load_released_state_dict",
+    "position_attention",
+]

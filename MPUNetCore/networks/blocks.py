@@ -15,6 +15,7 @@ from torch import nn
 
 __all__ = [
     "AttentionGate",
+    "BoxMaxPool",
     "ConvStack",
     "Down",
     "Head",
@@ -77,8 +78,37 @@ class ConvStack(nn.Module):
         return self.layers(x)
 
 
+class BoxMaxPool(nn.Module):
+    """Max over the 3x3(x3) neighbourhood, stride 1, padding 1: ``MaxPool(kernel=3, stride=1, padding=1)``.
+
+    Without autograd it is computed as a max along each axis in turn (a box max is separable), with
+    elementwise ``torch.maximum`` on shifted views: the same values, about 6x faster on CPU than
+    PyTorch's 3D max-pool kernel, which computes argmax indices it does not need. With autograd the
+    standard max-pool runs, so gradients at ties go to one element exactly as in the released code.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the 3-wide max along every spatial axis."""
+        if torch.is_grad_enabled() and x.requires_grad:
+            pool = F.max_pool3d if x.dim() == 5 else F.max_pool2d
+            return pool(x, kernel_size=3, stride=1, padding=1)
+        for axis in range(2, x.dim()):
+            n = x.shape[axis]
+            if n == 1:
+                continue
+            y = x.clone()
+            left = y.narrow(axis, 1, n - 1)
+            torch.maximum(left, x.narrow(axis, 0, n - 1), out=left)
+            right = y.narrow(axis, 0, n - 1)
+            torch.maximum(right, x.narrow(axis, 1, n - 1), out=right)
+            x = y
+        return x
+
+
 class Down(nn.Module):
     """MaxPool(k3, s1, p1) + convolution (k2 s2, or k3 s1 p1) + BatchNorm + ELU(alpha).
+
+    The max-pool is :class:`BoxMaxPool` (same result, faster without autograd).
 
     Args:
         in_channels: input channels.
@@ -96,10 +126,9 @@ class Down(nn.Module):
         if stride not in (1, 2):
             raise ValueError(f"Down stride must be 1 or 2, got {stride}")
         conv = conv_type(spatial_dims)
-        pool = nn.MaxPool3d if spatial_dims == 3 else nn.MaxPool2d
         kernel, padding = (2, 0) if stride == 2 else (3, 1)
         self.layers = nn.Sequential(
-            pool(kernel_size=3, stride=1, padding=1),
+            BoxMaxPool(),
             conv(in_channels, out_channels, kernel, stride=stride, padding=padding),
             _bn_type(spatial_dims)(out_channels),
             nn.ELU(alpha=float(elu_alpha)),

@@ -10,6 +10,14 @@ One configurable class with two presets:
   (:class:`~MPUNetCore.networks.bottleneck.PatchAttention`), a two-branch multi-scale block in each
   decoder stage (:class:`~MPUNetCore.networks.blocks.MultiScaleBlock`) and a learned fusion of the four
   outputs (eq. 18); its Down blocks use a standard ELU (alpha 1).
+
+Reading of eq. 18, ``F = fusion([X0, X1, X2, X3])`` "in the form of convolution": the four heads'
+logits, each already resized to the input size, are concatenated and mixed by a 1x1 convolution
+(4K -> K channels for K classes). It is initialised to the plain average of the four logits (the
+"simplest weighted average" the paper's section 3.5 says was used) and learned from there. The
+multi-scale block sits after each decoder stage's three convolutions, before the residual add and the
+attention gate. The paper's up-sampling modules (section 3.3.3) are kept as the released transposed
+convolutions (kernel 2, stride 2) + PReLU.
 """
 
 from __future__ import annotations
@@ -106,8 +114,15 @@ class MPUNet(nn.Module):
         **overrides: Any,
     ) -> None:
         super().__init__()
-        self.config = self._resolve_config(preset, spatial_dims, in_channels, out_channels, overrides)
-        cfg = self.config
+        cfg = self._resolve_config(preset, spatial_dims, in_channels, out_channels, overrides)
+        #: Everything needed to rebuild this network: ``MPUNet(**net.config)`` (JSON-serialisable).
+        self.config: Dict[str, Any] = {
+            "preset": preset,
+            "spatial_dims": spatial_dims,
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
+        }
         c, dims = cfg["channels"], spatial_dims
         self.preset, self.spatial_dims = preset, spatial_dims
         self.in_channels, self.out_channels = in_channels, out_channels

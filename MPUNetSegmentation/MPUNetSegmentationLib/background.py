@@ -30,6 +30,9 @@ class BackgroundCommand:
         cwd: working directory.
     """
 
+    #: what the child reads: nothing by default; a pipe for interactive workers.
+    stdin: Any = subprocess.DEVNULL
+
     def __init__(self, args: Sequence[str], env: Optional[Dict[str, str]] = None, cwd: Optional[str] = None):
         self.args = [str(a) for a in args]
         self.env = env
@@ -55,7 +58,7 @@ class BackgroundCommand:
             options["start_new_session"] = True
         self._proc = subprocess.Popen(
             self.args,
-            stdin=subprocess.DEVNULL,
+            stdin=self.stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

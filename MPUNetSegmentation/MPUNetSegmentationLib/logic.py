@@ -212,3 +212,83 @@ class MPUNetLogic:
             writer.writerow(header)
             writer.writerows(rows)
         return path
+
+    # -- click to segment --
+    def segmentAtPoint(
+        self,
+        inputVolume: Any,
+        point: Any,
+        outputSegmentation: Any = None,
+        segmentId: Optional[str] = None,
+        model: Optional[str] = None,
+        device: str = "auto",
+        waitForCompletion: bool = True,
+        timeout: Optional[float] = None,
+        logCallback: Optional[LogCallback] = None,
+    ) -> Any:
+        """Segment the lesion (or liver) under a point: the model runs on one window around it.
+
+        The first call starts a model worker (a background process that keeps the model loaded, see
+        :mod:`.model_worker`); later clicks with the same model and device reuse it. The connected component
+        under the point (tumour if the model says label 2 there, else liver) becomes a new segment of
+        ``outputSegmentation`` ("Liver tumor", "Liver tumor 2", ...), or is merged into ``segmentId``.
+
+        Args:
+            inputVolume: the CT ``vtkMRMLScalarVolumeNode`` (only read).
+            point: world RAS coordinates, or a markups node (its last control point).
+            outputSegmentation: the segmentation to add to; None creates "<volume> MPU-Net" on the first find.
+            segmentId: an existing segment of ``outputSegmentation`` to merge into; None adds a new segment.
+            model: registry name or bundle path; None: the default model.
+            device: "auto", "cpu", "cuda"/"gpu", "cuda:N" or "mps".
+            waitForCompletion: True: return the result. False: return a pending click at once; call
+                :meth:`pollClicks` regularly (a timer in the widget) to finish it.
+            timeout: seconds to wait when ``waitForCompletion`` is True.
+            logCallback: called with log lines of the worker (only used when the worker starts).
+
+        Returns:
+            :class:`.click.ClickResult` (``found`` False and ``message`` "nothing found at this point" when
+            the point lies on background: then nothing changed), or a :class:`.click.PendingClick`.
+
+        Raises:
+            ValueError: unsuitable nodes, or a point outside the volume.
+            RuntimeError: the model run failed (``.model_worker.WorkerFailed`` when the worker did).
+        """
+        segmenter = self.clickSegmenter(model, device, logCallback)
+        if not waitForCompletion:
+            return segmenter.submit(inputVolume, point, outputSegmentation, segmentId)
+        return segmenter.segment(inputVolume, point, outputSegmentation, segmentId, timeout=timeout)
+
+    def clickSegmenter(
+        self, model: Optional[str] = None, device: str = "auto", logCallback: Optional[LogCallback] = None
+    ) -> Any:
+        """The :class:`.click.ClickSegmenter` for ``model`` on ``device``, started (and reused) on demand."""
+        from .click import ClickSegmenter
+
+        segmenter = getattr(self, "_clickSegmenter", None)
+        if segmenter is not None and not segmenter.matches(model, device):
+            segmenter.stop()
+            segmenter = None
+        if segmenter is None:
+            segmenter = ClickSegmenter(
+                model, device, self.pythonExecutable, self.temporaryDirectory, log_callback=logCallback
+            )
+            self._clickSegmenter = segmenter
+        return segmenter.start()
+
+    def pollClicks(self) -> List[Any]:
+        """Finish pending clicks (see :meth:`segmentAtPoint`); returns the finished ``ClickResult`` s."""
+        segmenter = getattr(self, "_clickSegmenter", None)
+        return segmenter.poll() if segmenter is not None else []
+
+    @property
+    def clicksPending(self) -> bool:
+        """True while a click submitted with ``waitForCompletion=False`` is not finished."""
+        segmenter = getattr(self, "_clickSegmenter", None)
+        return bool(segmenter is not None and segmenter.pending)
+
+    def stopClickSegmenter(self) -> None:
+        """Stop the click worker (it is restarted by the next click)."""
+        segmenter = getattr(self, "_clickSegmenter", None)
+        if segmenter is not None:
+            segmenter.stop()
+            self._clickSegmenter = None

@@ -1,0 +1,1 @@
+"""Qt parts of the MPUNetSegmentation module beyond its .ui (they need the Slicer application)."""

@@ -1,0 +1,290 @@
+"""Headless batch segmentation of a folder of CTs: the logic behind ``Scripts/mpunet_batch.py``.
+
+For every case of the input folder (image files, or DICOM series in sub-folders, as
+``MPUNetCore.cases.discover_cases(kind="image")`` finds them):
+
+1. ``labelmaps/<case>.nii.gz``: the label map, written by ``python -m MPUNetCore segment`` in a background
+   process (the Slicer process stays torch-free; the file has exactly the CT's geometry, as ``mpunet
+   segment`` writes it);
+2. ``segmentations/<case>.seg.nrrd``: a segmentation with named, coloured segments (from the model card),
+   built with Slicer's MRML on the CT as Slicer loads it and saved by Slicer's segmentation writer;
+3. with ``--labels``: ``metrics.csv``, the per-case metrics, their means and Dice global of every label map
+   in ``labelmaps/`` that has a reference, computed by ``MPUNetCore.evaluation`` exactly as
+   ``mpunet evaluate --pred OUT/labelmaps --ref LABELS --out metrics.csv`` does (rewritten on each run);
+4. ``mpunet_batch.log``: everything the run printed (appended to on each run).
+
+A failing case is logged and skipped; the others complete. Existing outputs of a case are kept (and the
+model not run again) unless ``overwrite``. The exit code is 0 when every case succeeded, 1 when any failed
+(their names are listed at the end), 2 for unusable arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, TextIO, Tuple
+
+LOG_NAME, METRICS_NAME = "mpunet_batch.log", "metrics.csv"
+LABELMAP_DIR, SEGMENTATION_DIR = "labelmaps", "segmentations"
+
+
+@dataclass
+class BatchOptions:
+    """What to run (see :func:`parse_args` for the command line)."""
+
+    input: Path
+    output: Path
+    labels: Optional[Path] = None
+    model: Optional[str] = None
+    device: str = "auto"
+    overwrite: bool = False
+    tta: bool = False
+    postprocess: bool = True
+    python: Optional[str] = None
+
+
+@dataclass
+class BatchReport:
+    """What a run did: case names done, kept (existing outputs), failed (with the reason), metrics file."""
+
+    done: List[str] = field(default_factory=list)
+    kept: List[str] = field(default_factory=list)
+    failed: List[Tuple[str, str]] = field(default_factory=list)
+    metrics: Optional[Path] = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 when no case failed, else 1."""
+        return 1 if self.failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``mpunet_batch.py``."""
+    parser = argparse.ArgumentParser(
+        prog="mpunet_batch.py",
+        description="Segment every CT of a folder with MPU-Net (.seg.nrrd, .nii.gz, metrics, log).",
+    )
+    parser.add_argument("--input", type=Path, required=True, help="folder of CT files / DICOM series folders")
+    parser.add_argument("--output", type=Path, required=True, help="output folder (created if needed)")
+    parser.add_argument("--labels", type=Path, help="folder of reference label maps: writes metrics.csv")
+    parser.add_argument("--model", default=None, help="registry name or bundle path (default: bundled model)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (gpu), cuda:N or mps")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("--tta", action="store_true", help="test-time augmentation (slower)")
+    parser.add_argument(
+        "--no-postprocess", dest="postprocess", action="store_false", help="no post-processing"
+    )
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> BatchOptions:
+    """Parse the arguments (a leading ``--``, as Slicer passes it after ``--python-script``, is dropped).
+
+    Raises:
+        SystemExit: code 2 on bad arguments (argparse's message on stderr).
+    """
+    argv = list(argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    args = build_parser().parse_args(argv)
+    return BatchOptions(
+        args.input,
+        args.output,
+        args.labels,
+        args.model,
+        args.device,
+        args.overwrite,
+        args.tta,
+        args.postprocess,
+    )
+
+
+class _Log:
+    """Print to stdout and append to the log file."""
+
+    def __init__(self, path: Path, echo: Optional[Callable[[str], None]] = print) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.stream: TextIO = open(path, "a", encoding="utf-8")  # noqa: SIM115  (closed in close())
+        self.echo = echo
+
+    def __call__(self, text: str) -> None:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        for line in str(text).splitlines() or [""]:
+            self.stream.write(f"{stamp} {line}\n")
+            if self.echo is not None:
+                self.echo(line)
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def run_batch(options: BatchOptions, echo: Optional[Callable[[str], None]] = print) -> BatchReport:
+    """Run the batch (see the module docstring).
+
+    Args:
+        options: what to run.
+        echo: where log lines go besides the log file (None: only the file).
+
+    Returns:
+        The :class:`BatchReport`.
+
+    Raises:
+        ValueError, FileNotFoundError: unusable input or label folder (nothing was run).
+    """
+    from MPUNetCore.cases import discover_cases
+
+    from .headless import ensure_slicer
+    from .process import normalized_device
+
+    ensure_slicer()
+    normalized_device(options.device)
+    if options.labels is not None and not Path(options.labels).is_dir():
+        raise FileNotFoundError(f"the label folder {options.labels} does not exist")
+    cases = discover_cases(options.input, kind="image")
+    log = _Log(Path(options.output) / LOG_NAME, echo)
+    report = BatchReport()
+    try:
+        log(f"MPU-Net batch: {len(cases)} case(s) in {options.input} -> {options.output}")
+        log(f"model {options.model or 'default'}, device {options.device}, overwrite {options.overwrite}")
+        for number, case in enumerate(cases, 1):
+            start = time.monotonic()
+            log(f"[{number}/{len(cases)}] {case.name}: {case.path}")
+            try:
+                ran = _run_case(case.name, Path(case.path), options, log)
+            except Exception as error:  # one bad case must not stop the others
+                message = str(error).strip() or type(error).__name__
+                report.failed.append((case.name, f"{case.path}: {message}"))
+                log(f"[{number}/{len(cases)}] {case.name}: FAILED ({case.path}): {message}")
+                continue
+            (report.done if ran else report.kept).append(case.name)
+            verb = "done" if ran else "kept existing outputs"
+            log(f"[{number}/{len(cases)}] {case.name}: {verb} ({time.monotonic() - start:.1f} s)")
+        if options.labels is not None:
+            report.metrics = _write_metrics(options, log, report)
+        log(f"{len(report.done)} done, {len(report.kept)} kept, {len(report.failed)} failed")
+        for name, reason in report.failed:
+            log(f"FAILED {name}: {reason}")
+    finally:
+        log.close()
+    return report
+
+
+def output_paths(output: Path, name: str) -> Tuple[Path, Path]:
+    """The label map and segmentation files of case ``name`` under ``output``."""
+    return output / LABELMAP_DIR / f"{name}.nii.gz", output / SEGMENTATION_DIR / f"{name}.seg.nrrd"
+
+
+def _run_case(name: str, path: Path, options: BatchOptions, log: Callable[[str], None]) -> bool:
+    """Produce the outputs of one case; returns False when all of them existed and were kept."""
+    labelmap, segmentation = output_paths(Path(options.output), name)
+    need_labels = options.overwrite or not labelmap.exists()
+    need_segmentation = options.overwrite or not segmentation.exists()
+    if not (need_labels or need_segmentation):
+        return False
+    if need_labels:
+        _segment_in_background(path, labelmap, options, log)
+    if need_segmentation:
+        _write_segmentation(name, path, labelmap, segmentation, options.model)
+        log(f"    wrote {segmentation}")
+    return True
+
+
+def _segment_in_background(
+    source: Path, target: Path, options: BatchOptions, log: Callable[[str], None]
+) -> None:
+    from .background import BackgroundCommand
+    from .dependencies import background_environment, mpunetcore_root, python_executable
+    from .process import SegmentationOptions
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    settings = SegmentationOptions(options.model, options.device, options.tta, options.postprocess)
+    args = settings.command(options.python or python_executable(), source, target)
+    if options.overwrite:
+        args.append("--overwrite")
+    command = BackgroundCommand(args, env=background_environment(), cwd=str(mpunetcore_root()))
+    command.start()
+    code = command.wait()  # all output is collected once it returns
+    messages = [line for line in command.stdout_lines + command.stderr_lines if not _is_progress(line)]
+    if code != 0:
+        details = "\n".join(line for line in command.stderr_lines if not _is_progress(line)).strip()
+        raise RuntimeError(f"mpunet segment failed (exit code {code}): {details or '(no output)'}")
+    for line in messages:
+        log(f"    {line}")
+
+
+def _is_progress(line: str) -> bool:
+    if not line.startswith('{"event"'):
+        return False
+    try:
+        return json.loads(line).get("event") == "progress"
+    except json.JSONDecodeError:
+        return False
+
+
+def _write_segmentation(name: str, ct_path: Path, labelmap: Path, target: Path, model: Optional[str]) -> None:
+    """Load the CT in Slicer, build the named segmentation from the label map, save it as .seg.nrrd."""
+    import slicer.util
+
+    from .results import read_label_map_on_volume_grid, segment_specs_for_model
+    from .scene_arrays import load_volume_node
+    from .segmentation_nodes import _remove_node, create_segmentation_node
+
+    volume = load_volume_node(str(ct_path), name=name)
+    node = None
+    try:
+        labels = read_label_map_on_volume_grid(labelmap, volume)
+        node = create_segmentation_node(
+            labels, volume, segment_specs_for_model(model), name=f"{name} MPU-Net"
+        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{name}.partial.seg.nrrd")
+        if not slicer.util.saveNode(node, str(partial), {"useCompression": 1}):
+            raise RuntimeError(f"Slicer could not write {partial}")
+        os.replace(partial, target)
+    finally:
+        for item in (node, volume):
+            if item is not None and item.GetScene() is not None:
+                _remove_node(item)  # with its display and storage nodes
+
+
+def _write_metrics(options: BatchOptions, log: Callable[[str], None], report: BatchReport) -> Optional[Path]:
+    """Evaluate every label map of the output folder that has a reference, as ``mpunet evaluate`` does."""
+    from MPUNetCore.evaluation import evaluate_paths, format_table, write_metrics
+
+    folder = Path(options.output) / LABELMAP_DIR
+    if not folder.is_dir() or not any(folder.iterdir()):
+        log("metrics: no label map to evaluate")
+        return None
+    try:
+        accumulator, unmatched = evaluate_paths(folder, options.labels)
+    except (ValueError, OSError) as error:
+        report.failed.append(("metrics", str(error)))
+        log(f"metrics: FAILED: {error}")
+        return None
+    path = write_metrics(accumulator, Path(options.output) / METRICS_NAME, overwrite=True)
+    log(format_table(accumulator))
+    if unmatched:
+        log(f"metrics: no reference for {', '.join(unmatched)}")
+    log(f"wrote {path}")
+    return path
+
+
+def main(argv: Sequence[str], echo: Optional[Callable[[str], None]] = print) -> int:
+    """Run the batch with command-line arguments; returns the exit code (0 ok, 1 a case failed, 2 usage)."""
+    import sys
+
+    options = parse_args(argv)
+    try:
+        report = run_batch(options, echo)
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        print(f"mpunet_batch: error: {error}", file=sys.stderr)
+        return 2
+    if report.failed:
+        names = ", ".join(f"{name} ({reason.splitlines()[0]})" for name, reason in report.failed)
+        print(f"mpunet_batch: {len(report.failed)} failed: {names}", file=sys.stderr)
+    return report.exit_code
