@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
+from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
 
-from MPUNetCore.inference import select_device
-from MPUNetCore.losses import HybridLoss
-from MPUNetCore.networks import MPUNet
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(REPO))
+
+from MPUNetCore.inference import select_device  # noqa: E402
+from MPUNetCore.losses import HybridLoss  # noqa: E402
+from MPUNetCore.networks import MPUNet  # noqa: E402
 
 MODES = ("float32", "bfloat16", "channels_last", "compile")
 
@@ -62,7 +68,7 @@ def run_mode(
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     timed = times[warmup:] or times
     return {"losses": losses, "it_per_s": len(timed) / sum(timed)}
 
