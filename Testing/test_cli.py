@@ -16,14 +16,7 @@ from MPUNetCore.inference import InferenceCancelled
 from MPUNetCore.metrics import label_metrics
 from MPUNetCore.phantom import write_lits_folder
 from MPUNetCore.segment import segment_file
-
-ARCH = {
-    "network": "UNet",
-    "spatial_dims": 3,
-    "in_channels": 1,
-    "out_channels": 3,
-    "overrides": {"channels": [4, 8, 8, 8]},
-}
+from Testing.test_bundle import ARCH
 
 
 @pytest.fixture(scope="module")
