@@ -14,6 +14,15 @@ from typing import Tuple
 
 import numpy as np
 
+#: A reduced-width 3-class U-Net: the one small architecture every test bundle uses.
+TINY_ARCHITECTURE = {
+    "network": "UNet",
+    "spatial_dims": 3,
+    "in_channels": 1,
+    "out_channels": 3,
+    "overrides": {"channels": [4, 8, 8, 8]},
+}
+
 TINY_CLASSES = (
     (0, "Background", [0.0, 0.0, 0.0]),
     (1, "Liver", [0.25, 0.5, 0.75]),
@@ -27,13 +36,7 @@ def write_tiny_bundle(folder: Path, seed: int = 0) -> Path:
 
     from MPUNetCore.bundle import ModelCard, SegmentClass, build_network, save_bundle
 
-    architecture = {
-        "network": "UNet",
-        "spatial_dims": 3,
-        "in_channels": 1,
-        "out_channels": 3,
-        "overrides": {"channels": [4, 8, 8, 8]},
-    }
+    architecture = dict(TINY_ARCHITECTURE)
     card = ModelCard(
         name="tiny-test",
         architecture=architecture,

@@ -9,14 +9,9 @@ import torch
 
 from MPUNetCore.bundle import BundleError, ModelCard, SegmentClass, build_network, load_bundle, save_bundle
 from MPUNetCore.fileutils import sha256_of
+from Testing.slicer_models import TINY_ARCHITECTURE
 
-ARCH = {
-    "network": "UNet",
-    "spatial_dims": 3,
-    "in_channels": 1,
-    "out_channels": 3,
-    "overrides": {"channels": [4, 8, 8, 8]},
-}
+ARCH = TINY_ARCHITECTURE
 
 
 def make_card(arch=None) -> ModelCard:

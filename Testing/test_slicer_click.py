@@ -134,14 +134,9 @@ def write_constant_bundle(folder: Path, label: int) -> Path:
     import torch
 
     from MPUNetCore.bundle import ModelCard, SegmentClass, build_network, save_bundle
+    from Testing.slicer_models import TINY_ARCHITECTURE
 
-    architecture = {
-        "network": "UNet",
-        "spatial_dims": 3,
-        "in_channels": 1,
-        "out_channels": 3,
-        "overrides": {"channels": [4, 8, 8, 8]},
-    }
+    architecture = dict(TINY_ARCHITECTURE)
     model = build_network(architecture)
     with torch.no_grad():
         for parameter in model.parameters():
