@@ -312,6 +312,15 @@ def test_dice_per_case_vs_global_hand_computed():
     assert summary["tumor"]["mean_assd"] == 0.0  # A: both empty -> 0; B: identical tumours -> 0
     with pytest.raises(ValueError, match="already added"):
         acc.add("A", ref_a, ref_a)
+    # Cases scored apart (e.g. by two DDP processes) and merged give the same summary.
+    part_a, part_b, merged = DiceAccumulator(), DiceAccumulator(), DiceAccumulator()
+    part_a.add("A", ref_a, ref_a)
+    part_b.add("B", pred_b, ref_b, spacing=(1.0, 1.0))
+    merged.extend(part_a.cases)
+    merged.extend(part_b.cases)
+    assert merged.summary() == summary and merged.rows() == rows
+    with pytest.raises(ValueError, match="already added"):
+        merged.extend(part_a.cases)
 
 
 def test_mean_metrics_skips_and_counts_nan():

@@ -142,6 +142,24 @@ def test_paper_fusion_starts_as_logit_mean_and_is_trained():
     torch.testing.assert_close(logits[:3], heads[:3], atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("preset,fusion", [("released", "learned"), ("paper", "mean")])
+def test_fusion_override_swaps_only_the_fusion(preset, fusion):
+    torch.manual_seed(4)
+    default = MPUNet(preset, channels=SMALL, out_channels=3)
+    swapped = MPUNet(preset, channels=SMALL, out_channels=3, fusion=fusion)
+    extra = sum(p.numel() for p in swapped.parameters()) - sum(p.numel() for p in default.parameters())
+    assert extra == (4 * 3 * 3 + 3) * (1 if fusion == "learned" else -1)  # one 1x1 conv, 12 -> 3 channels
+    x = torch.randn(1, 1, 8, 16, 16)
+    logits = eval_logits(swapped, x)
+    with torch.no_grad():
+        probs = swapped.eval()(x)
+    if fusion == "learned":  # predicts with the fused logits (returned last in training)
+        torch.testing.assert_close(probs, torch.softmax(logits[3], 1), atol=1e-6, rtol=0)
+    else:  # predicts with the mean of the four heads' softmax
+        expected = torch.stack([torch.softmax(t, 1) for t in logits]).mean(0)
+        torch.testing.assert_close(probs, expected, atol=1e-6, rtol=0)
+
+
 def _decoder_outputs(net: MPUNet, x: torch.Tensor):
     """Inputs of the four heads, captured with forward hooks (eval mode)."""
     captured = []
@@ -278,6 +296,7 @@ def test_chunked_attention_keeps_half_precision_dtype():
         ({"dropout": 1.0}, "dropout"),
         ({"elu_alpha": -1}, "elu_alpha"),
         ({"attention_impl": "flash"}, "attention_impl"),
+        ({"fusion": "max"}, "fusion must be"),
         ({"depth": 4}, "unknown override"),
         ({"heads": 4}, "only for preset='paper'"),
         ({"preset": "paper", "heads": 3}, "heads=3 must divide"),

@@ -105,6 +105,8 @@ def test_bundled_configs_load_and_build(tmp_path):
 
 
 def test_overrides_are_typed_and_validated(tmp_path):
+    from Training.models import make_loss
+
     config = load_config(
         "lits_unet",
         [f"data.root={tmp_path}", "train.epochs=7", "train.lr=3e-4", "train.patch=16,32,32",
@@ -124,6 +126,14 @@ def test_overrides_are_typed_and_validated(tmp_path):
         load_config("lits_unet", [f"data.root={tmp_path}", "train.epochs=1.5"])
     with pytest.raises(ConfigError, match="not one of auto, float32, bfloat16, float16"):
         load_config("lits_unet", [f"data.root={tmp_path}", "train.amp=half"])
+    for fusion, tversky_on in (("mean", "mean"), ("learned", "last")):  # Tversky on what is predicted
+        assert make_loss(load_config("phantom_demo", [f"model.fusion={fusion}"])).tversky_on == tversky_on
+    with pytest.raises(ConfigError, match="model.fusion must be"):
+        load_config("phantom_demo", ["model.fusion=max"])
+    weighted = load_config("phantom_demo", ["loss.class_weight_values=1,1,4"])
+    assert make_loss(weighted)._fixed_class_weights.tolist() == [1.0, 1.0, 4.0]
+    with pytest.raises(ConfigError, match="needs 3 weights >= 0"):
+        load_config("phantom_demo", ["loss.class_weight_values=1,4"])
     with pytest.raises(ConfigError, match="data.root is empty"):
         load_config("lits_unet")
     with pytest.raises(ConfigError, match="not found"):
@@ -160,6 +170,43 @@ def test_split_is_seeded_and_proportional():
     assert sorted(sum(split.values(), [])) == sorted(names)
     assert split == split_cases(list(reversed(names)), (88, 22, 20), seed=0)
     assert split != split_cases(names, (88, 22, 20), seed=1)
+
+
+class _ArrayCase:
+    """An in-memory case with the three arrays PatchSampler reads (instead of a cache on disk)."""
+
+    def __init__(self, label: np.ndarray) -> None:
+        self._label = label
+
+    def image(self) -> np.ndarray:
+        return self._label.astype(np.float32)
+
+    def label(self) -> np.ndarray:
+        return self._label
+
+    def foreground(self) -> dict:
+        return {"liver": np.argwhere(self._label >= 1), "tumor": np.argwhere(self._label == 2)}
+
+
+def test_tumor_prob_steers_foreground_patches_to_tumours():
+    from Training.config import defaults
+    from Training.sampling import PatchSampler
+
+    label = np.zeros((32, 64, 64), np.uint8)
+    label[2:30, 4:60, 4:60] = 1
+    label[24:27, 50:54, 50:54] = 2  # one small tumour in a corner of a large liver
+    augment = dict(defaults()["augment"], flip_prob=0.0, rotate_prob=0.0, intensity_prob=0.0)
+
+    def tumour_share(tumor_prob: float) -> float:
+        sampler = PatchSampler(
+            [_ArrayCase(label)], (8, 16, 16), "liver_tumor", augment, 1.0, 0.0, 5, tumor_prob
+        )
+        hits = [bool((sampler.sample(0, k, 0)[1] == 2).any()) for k in range(60)]
+        return sum(hits) / len(hits)
+
+    assert tumour_share(1.0) == 1.0  # every patch is centred (with jitter) on a tumour voxel
+    assert tumour_share(0.0) < 0.2  # liver-centred patches rarely reach the corner
+    assert 0.35 < tumour_share(0.5) < 0.85
 
 
 # --------------------------------------------------------------------------------- train and resume
@@ -271,8 +318,9 @@ def test_ddp_two_processes_on_cpu(lits_dir, tmp_path):
     config_file = _config_file(tmp_path, lits_dir, epochs=2)
     run = tmp_path / "runs" / "ddp"
     command = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "Training", "train"]
+    options = ["--run-dir", str(run), "--progress", "none", "--set", "data.split=3,2,1"]  # 2 val cases
     result = subprocess.run(
-        [sys.executable, *command, "--config", str(config_file), "--run-dir", str(run), "--progress", "none"],
+        [sys.executable, *command, "--config", str(config_file), *options],
         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -280,6 +328,29 @@ def test_ddp_two_processes_on_cpu(lits_dir, tmp_path):
     assert info["world_size"] == 2
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert state["epoch"] == 2 and len(state["history"]) == 2
+    # Validation was sharded (one case per process); its scores equal one process validating both.
+    from Training import distributed
+    from Training.config import load_config
+    from Training.models import make_network
+    from Training.prepare import prepare_data
+    from Training.runfolder import RunFolder, read_csv
+    from Training.validation import validate
+
+    config = load_config(run / "config.toml")
+    data = prepare_data(config, RunFolder(run), distributed.Context(), progress="none")
+    assert len(data.parts["val"]) == 2
+    model = make_network(config)
+    model.load_state_dict(state["model"])
+    expected, rows = validate(model, data.parts["val"], config, torch.device("cpu"))
+    logged = read_csv(run / "metrics.csv")[-1]
+    for key, value in expected.items():
+        assert logged[key] == pytest.approx(value, rel=1e-5, abs=1e-6, nan_ok=True), key
+    cases = read_csv(run / "val_cases.csv")
+    per_class = [name for name in data.split["val"] for _ in ("liver", "tumor")]
+    assert [r["case_id"] for r in cases] == [r["case_id"] for r in rows] == per_class
+    for logged_row, row in zip(cases, rows):
+        for key in ("tp", "fp", "fn", "dice", "hd95"):
+            assert logged_row[key] == pytest.approx(row[key], rel=1e-5, abs=1e-6, nan_ok=True), key
     assert main(["export", str(run)]) == 0
     bundle = load_bundle(run / "export" / "small.json")
     for key, value in bundle.model.state_dict().items():

@@ -93,6 +93,11 @@ SCHEMA: Dict[str, Dict[str, Field]] = {
         ),
         "dropout": _f(None, "MPUNet decoder dropout; none: the preset's", kind=float),
         "elu_alpha": _f(None, "MPUNet ELU alpha of the downsamplings; none: the preset's", kind=float),
+        "fusion": _f(
+            None,
+            "MPUNet fusion of the four heads: mean (released), learned (paper); none: the preset's",
+            kind=str,
+        ),
         "final_channels": _f(None, "UNet last decoder width; none: the default", kind=int),
     },
     "loss": {
@@ -100,8 +105,17 @@ SCHEMA: Dict[str, Dict[str, Field]] = {
         "beta": _f(0.7, "Tversky weight of false negatives"),
         "ce_weight": _f(1.0, "lambda: weight of the deep-supervised cross-entropy"),
         "class_weights": _f("none", "cross-entropy class weights", ("none", "balanced")),
-        "tversky_on": _f("auto", "auto: mean for MPUNet, last for UNet", ("auto", "mean", "last", "each")),
+        "class_weight_values": _f(
+            [], "cross-entropy weight per class, background first (overrides class_weights)", item=float
+        ),
+        "tversky_on": _f(
+            "auto",
+            "auto: the network's own prediction (mean of the heads, or the last output)",
+            ("auto", "mean", "last", "each"),
+        ),
         "include_background": _f(False, "include the background in the Tversky average"),
+        "smooth": _f(1e-5, "Tversky smoothing (numerator and denominator)"),
+        "batch": _f(False, "Tversky over the whole batch instead of per patch"),
     },
     "train": {
         "epochs": _f(600, "number of epochs"),
@@ -109,6 +123,7 @@ SCHEMA: Dict[str, Dict[str, Field]] = {
         "patch": _f([48, 256, 256], "training patch (D, H, W) in network voxels", item=int),
         "samples_per_epoch": _f(0, "patches per epoch (0: one per training case)"),
         "foreground_prob": _f(0.5, "probability that a patch is centred on a foreground voxel"),
+        "tumor_prob": _f(0.5, "liver_tumor: share of those foreground patches centred on a tumour"),
         "optimizer": _f("adam", "optimiser", ("adam", "adamw", "sgd")),
         "lr": _f(1e-4, "initial learning rate"),
         "weight_decay": _f(0.0, "weight decay"),
@@ -325,6 +340,15 @@ def check_consistency(config: Config) -> None:
         need(train[key] >= 1, f"train.{key} must be at least 1")
     need(train["lr"] > 0, "train.lr must be > 0")
     need(0 <= train["foreground_prob"] <= 1, "train.foreground_prob must be in [0, 1]")
+    need(0 <= train["tumor_prob"] <= 1, "train.tumor_prob must be in [0, 1]")
+    need(config["loss"]["smooth"] >= 0, "loss.smooth must be >= 0")
+    need(config["model"]["fusion"] in (None, "mean", "learned"), "model.fusion must be mean, learned or none")
+    weights = config["loss"]["class_weight_values"]
+    need(
+        not weights or (len(weights) == num_classes(config) and min(weights) >= 0),
+        f"loss.class_weight_values needs {num_classes(config)} weights >= 0 (background first) for "
+        f"data.task = {data['task']!r}",
+    )
     need(all(a in (0, 1, 2) for a in config["augment"]["flip_axes"]), "augment.flip_axes holds axes 0, 1, 2")
     need(data["min_slices"] >= 1 and data["crop_margin"] >= 0, "data.min_slices >= 1, data.crop_margin >= 0")
     classes = ("liver", "tumor") if data["task"] == "liver_tumor" else ("liver",)

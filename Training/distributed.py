@@ -74,6 +74,15 @@ def sum_values(ctx: Context, values: List[float]) -> List[float]:
     return tensor.cpu().tolist()
 
 
+def gather_all(ctx: Context, value: Any) -> List[Any]:
+    """Every process's `value` (picklable), in rank order, on every process."""
+    if not ctx.enabled:
+        return [value]
+    values: List[Any] = [None] * ctx.world
+    dist.all_gather_object(values, value)
+    return values
+
+
 def broadcast(ctx: Context, value: Any) -> Any:
     """Rank 0's `value` on every process."""
     if not ctx.enabled:

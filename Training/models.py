@@ -9,6 +9,7 @@ from torch import nn
 
 from MPUNetCore.bundle import build_network
 from MPUNetCore.losses import HybridLoss
+from MPUNetCore.networks import PRESETS
 
 from .config import Config, num_classes
 
@@ -19,7 +20,7 @@ def architecture(config: Config) -> Dict[str, Any]:
     overrides: Dict[str, Any] = {}
     if model["channels"] is not None:
         overrides["channels"] = list(model["channels"])
-    for key in ("dropout", "elu_alpha"):
+    for key in ("dropout", "elu_alpha", "fusion"):
         if model["network"] == "MPUNet" and model[key] is not None:
             overrides[key] = model[key]
     if model["network"] == "UNet" and model["final_channels"] is not None:
@@ -58,6 +59,19 @@ def make_network(config: Config) -> nn.Module:
     return model.train()
 
 
+def predicted_by(config: Config) -> str:
+    """How the network turns its outputs into the prediction: "mean" of the heads, or its "last" output.
+
+    MPU-Net with the released fusion averages its four heads; with the learned fusion (the paper
+    preset's default) it predicts with its last output, the fused logits, as the U-Net does.
+    """
+    model = config["model"]
+    if model["network"] != "MPUNet":
+        return "last"
+    fusion = model["fusion"] or PRESETS[model["preset"]]["fusion"]
+    return "mean" if fusion == "mean" else "last"
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -67,14 +81,17 @@ def make_loss(config: Config) -> HybridLoss:
     """The hybrid Tversky + deep-supervised cross-entropy loss (paper eq. 19)."""
     loss = config["loss"]
     tversky_on = loss["tversky_on"]
-    if tversky_on == "auto":
-        tversky_on = "last" if config["model"]["network"] == "UNet" else "mean"
+    if tversky_on == "auto":  # Tversky on what the network predicts at inference
+        tversky_on = predicted_by(config)
     return HybridLoss(
         alpha=loss["alpha"],
         beta=loss["beta"],
         ce_weight=loss["ce_weight"],
-        class_weights=None if loss["class_weights"] == "none" else loss["class_weights"],
+        class_weights=loss["class_weight_values"]
+        or (None if loss["class_weights"] == "none" else loss["class_weights"]),
         include_background=loss["include_background"],
+        smooth=loss["smooth"],
+        batch=loss["batch"],
         tversky_on=tversky_on,
     )
 

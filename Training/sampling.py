@@ -54,6 +54,8 @@ class PatchSampler:
         foreground_prob: probability that a patch is centred on a liver (or tumour) voxel.
         pad_value: image value of air, used where a case is smaller than the patch.
         seed: the experiment seed.
+        tumor_prob: for "liver_tumor", the share of foreground-centred patches that are centred on
+            a tumour voxel (when the case has one) rather than on a liver voxel.
     """
 
     def __init__(
@@ -65,8 +67,10 @@ class PatchSampler:
         foreground_prob: float,
         pad_value: float,
         seed: int,
+        tumor_prob: float = 0.5,
     ) -> None:
         self.cases = list(cases)
+        self.tumor_prob = float(tumor_prob)
         self.patch = tuple(int(p) for p in patch)
         self.task, self.augment = task, dict(augment)
         self.foreground_prob, self.pad_value, self.seed = float(foreground_prob), float(pad_value), int(seed)
@@ -95,7 +99,7 @@ class PatchSampler:
 
     def _start(self, rng: np.random.Generator, shape: Sequence[int], fg: Dict[str, np.ndarray]) -> List[int]:
         points = fg["liver"]
-        if self.task == "liver_tumor" and len(fg["tumor"]) and rng.random() < 0.5:
+        if self.task == "liver_tumor" and len(fg["tumor"]) and rng.random() < self.tumor_prob:
             points = fg["tumor"]
         if len(points) and rng.random() < self.foreground_prob:
             centre = points[rng.integers(len(points))]

@@ -28,7 +28,15 @@ from MPUNetCore.fileutils import atomic_output
 
 from . import distributed
 from .config import Config, classes_of, save_config
-from .models import architecture, count_parameters, make_loss, make_network, make_optimizer, make_scheduler
+from .models import (
+    architecture,
+    count_parameters,
+    make_loss,
+    make_network,
+    make_optimizer,
+    make_scheduler,
+    predicted_by,
+)
 from .prepare import prepare_data
 from .runfolder import RunFolder, TensorBoard, write_csv, write_json
 from .sampling import EpochPatches, PatchSampler, epoch_plan
@@ -119,7 +127,7 @@ def train(
     """Train the model a config describes; returns the run folder.
 
     Launched as one process, or by `torchrun --nproc_per_node=N` (DDP: the epoch's patches are
-    sharded over the processes, rank 0 validates and writes every file).
+    sharded over the processes, and so are the validation cases; rank 0 writes every file).
     """
     ctx = distributed.setup(config["train"]["device"])
     threads = torch.get_num_threads()
@@ -192,6 +200,7 @@ def _train(
         train_cfg["foreground_prob"],
         lo,
         seed,
+        tumor_prob=train_cfg["tumor_prob"],
     )
     board = TensorBoard(run.tensorboard, enabled=ctx.main)
     epochs = train_cfg["epochs"]
@@ -205,10 +214,19 @@ def _train(
         row["train_cpu_s"] = time.process_time() - cpu0  # CPU seconds: shows how busy the machine was
         t1 = time.perf_counter()
         if (epoch + 1) % train_cfg["val_every"] == 0 or epoch + 1 == epochs:
+            # Every process segments its share of the validation cases; rank 0 writes the scores.
+            bar = ProgressBar(f"validation {epoch + 1}", progress)
+            metrics, case_rows = validate(
+                model,
+                data.parts["val"],
+                config,
+                ctx.device,
+                progress=bar,
+                shard=(ctx.rank, ctx.world),
+                gather=lambda scores: distributed.gather_all(ctx, scores),
+            )
+            row.update(metrics)
             if ctx.main:
-                bar = ProgressBar(f"validation {epoch + 1}", progress)
-                metrics, case_rows = validate(model, data.parts["val"], config, ctx.device, progress=bar)
-                row.update(metrics)
                 write_csv(run.val_cases, [{"epoch": epoch + 1, **r} for r in case_rows])
             row["val_time_s"] = time.perf_counter() - t1
         row["epoch_time_s"] = time.perf_counter() - t0
@@ -279,7 +297,7 @@ def _train_epoch(
         pin_memory=ctx.device.type == "cuda",
     )
     net.train()
-    confusion = PatchConfusion(classes_of(config), fuse="last" if loss_fn.tversky_on == "last" else "mean")
+    confusion = PatchConfusion(classes_of(config), fuse=predicted_by(config))
     sums = [0.0, 0.0, 0.0, 0.0]  # loss, tversky, ce, steps
     bar = ProgressBar(f"epoch {epoch + 1}/{train_cfg['epochs']}", progress)
     autocast = torch.autocast(ctx.device.type, dtype=amp) if amp is not None else contextlib.nullcontext()

@@ -61,19 +61,30 @@ def validate(
     config: Config,
     device: torch.device,
     progress: Optional[Callable[[int, int], None]] = None,
+    shard: Tuple[int, int] = (0, 1),
+    gather: Optional[Callable[[Dict[str, Any]], List[Dict[str, Any]]]] = None,
 ) -> Tuple[Dict[str, float], List[Dict[str, Any]]]:
-    """Segment every validation case and score it.
+    """Segment every validation case and score it, optionally sharded over DDP processes.
+
+    Args:
+        shard: (rank, world): this process segments cases rank, rank + world, ...
+        gather: collects every process's `{case: metrics}` (rank order); needed when world > 1.
 
     Returns:
         (`{"val_<class>_<metric>": mean, "val_<class>_dice_global": ..., "val_mean_dice": ...}`,
-        one row per case and class with every metric).
+        one row per case and class with every metric), identical on every process and equal to
+        an unsharded run (the cases are merged back in their original order).
     """
+    rank, world = shard
+    if world > 1 and gather is None:
+        raise ValueError("validate: a sharded validation (world > 1) needs a gather function")
     classes = classes_of(config)
-    accumulator = DiceAccumulator(classes)
     prep = identity_preprocessing(config)
     options = inference_options(config)
     limit = config["inference"]["max_val_cases"] or len(cases)
-    for done, case in enumerate(cases[:limit], 1):
+    selected = list(cases[:limit])
+    mine, share = DiceAccumulator(classes), selected[rank::world]
+    for done, case in enumerate(share, 1):
         image = np.asarray(case.image())
         prediction = segment(
             image,
@@ -86,9 +97,14 @@ def validate(
             **options,
         )
         reference = task_labels(case.label(), config["data"]["task"])
-        accumulator.add(case.name, prediction, reference, spacing=tuple(reversed(case.spacing)))
+        mine.add(case.name, prediction, reference, spacing=tuple(reversed(case.spacing)))
         if progress is not None:
-            progress(done, limit)
+            progress(done, len(share))
+    scored: Dict[str, Any] = {}
+    for part in gather(mine.cases) if gather is not None else [mine.cases]:
+        scored.update(part)
+    accumulator = DiceAccumulator(classes)
+    accumulator.extend({case.name: scored[case.name] for case in selected})
     row: Dict[str, float] = {}
     for name, summary in accumulator.summary().items():
         for key, value in summary.items():
@@ -116,8 +132,8 @@ class PatchConfusion:
     def add(self, outputs: Any, target: torch.Tensor) -> None:
         """Add one batch of training logits (a list of deep-supervision outputs, or one tensor).
 
-        The prediction is the network's own: the mean of the heads' softmax (`fuse="mean"`, MPU-Net)
-        or the last head (`fuse="last"`, the U-Net baseline).
+        The prediction is the network's own: the mean of the heads' softmax (`fuse="mean"`, MPU-Net
+        with the released fusion) or the last output (`fuse="last"`: the learned fusion, the U-Net).
         """
         outputs = [outputs] if isinstance(outputs, torch.Tensor) else list(outputs)
         if self.fuse == "last":

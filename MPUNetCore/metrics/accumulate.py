@@ -96,6 +96,17 @@ class DiceAccumulator:
         self.cases[case_id] = metrics
         return metrics
 
+    def extend(self, cases: Mapping[str, Mapping[str, Dict[str, float]]]) -> None:
+        """Add cases already scored elsewhere (``{case_id: {class: metrics}}``, e.g. by another process).
+
+        Raises:
+            ValueError: if a case id is already present.
+        """
+        for case_id, metrics in cases.items():
+            if str(case_id) in self.cases:
+                raise ValueError(f"case {case_id!r} was already added; case ids must be unique.")
+            self.cases[str(case_id)] = {name: dict(values) for name, values in metrics.items()}
+
     def dice_per_case(self) -> Dict[str, float]:
         """Mean of the per-case Dice for each class (NaN when no case was added)."""
         return {

@@ -42,12 +42,14 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         "dropout": 0.2,
         "elu_alpha": "channels",
         "attention_impl": "auto",
+        "fusion": "mean",
     },
     "paper": {
         "channels": (16, 32, 64, 128, 256),
         "dropout": 0.2,
         "elu_alpha": 1.0,
         "attention_impl": "auto",
+        "fusion": "learned",
         "heads": 8,
         "patch_size": 2,
         "embed_dim": None,
@@ -72,13 +74,19 @@ class MPUNet(nn.Module):
 
     * ``train()`` mode: returns a list of four LOGIT tensors (B, out_channels, *spatial), all at the
       input resolution, deepest first: the heads at 1/8, 1/4, 1/2 and 1/1 resolution, upsampled
-      (linear, ``align_corners=False``). In the paper preset the fourth is the learned fusion of the
-      four heads (eq. 18) instead of the full-resolution head alone, so that deep supervision on the
-      returned list also trains the fusion (the full-resolution head is trained through it); the
-      authors' released training likewise supervised the fused output in fourth place.
+      (linear, ``align_corners=False``). With the learned fusion (paper preset) the fourth is the
+      learned fusion of the four heads (eq. 18) instead of the full-resolution head alone, so that
+      deep supervision on the returned list also trains the fusion (the full-resolution head is
+      trained through it); the authors' released training likewise supervised the fused output in
+      fourth place.
     * ``eval()`` mode: returns class PROBABILITIES (B, out_channels, *spatial) summing to 1 over
-      channels: released, the mean of the four heads' softmax (as the released code computes it);
-      paper, the softmax of the fused logits.
+      channels: ``fusion="mean"`` (released), the mean of the four heads' softmax (as the released
+      code computes it); ``fusion="learned"`` (paper), the softmax of the fused logits.
+
+    Why the fusion matters for small structures: the mean of the heads' softmax gives the 1/8 and
+    1/4 resolution heads half the vote, and they cannot see a lesion a few voxels wide, so such a
+    lesion's fused probability stays well under 0.5 even when the full-resolution head is sure of
+    it. The learned fusion can weight the fine heads; use it (``fusion="learned"``) for tumours.
 
     Dropout (``dropout``, 0.2) follows encoder stages 2-5 and decoder stages 1-3 in training only.
 
@@ -92,7 +100,9 @@ class MPUNet(nn.Module):
         **overrides: any key of ``PRESETS[preset]``:
             ``channels`` (5 even encoder widths, last divisible by 8; default (16, 32, 64, 128, 256)),
             ``dropout`` (0 <= p < 1), ``elu_alpha`` ("channels" for the released ELU(alpha=C), or a
-            positive float), ``attention_impl`` ("auto", "chunked", "sdpa"); paper preset only:
+            positive float), ``attention_impl`` ("auto", "chunked", "sdpa"), ``fusion`` ("mean":
+            released; "learned": paper eq. 18, a 1x1 convolution of the four heads' logits,
+            initialised to their plain average); paper preset only:
             ``heads`` (8), ``patch_size`` (2), ``embed_dim`` (default ``channels[4]``),
             ``position_grid`` (patch grid of the stored position embedding; default that of a
             48 x 256 x 256 window, or 256 x 256 in 2D).
@@ -154,6 +164,7 @@ class MPUNet(nn.Module):
         self.fusion = None
         if preset == "paper":
             self.multiscale = nn.ModuleList([MultiScaleBlock(w, dims) for w in widths])
+        if cfg["fusion"] == "learned":
             self.fusion = conv_type(dims)(4 * out_channels, out_channels, 1)
             with torch.no_grad():  # start as the plain average of the four heads' logits
                 self.fusion.weight.zero_()
@@ -203,6 +214,8 @@ class MPUNet(nn.Module):
         a = cfg["elu_alpha"]
         if a != "channels" and (isinstance(a, bool) or not isinstance(a, (int, float)) or a <= 0):
             raise ValueError(f"elu_alpha must be 'channels' or a positive number, got {a!r}")
+        if cfg["fusion"] not in ("mean", "learned"):
+            raise ValueError(f"fusion must be 'mean' or 'learned', got {cfg['fusion']!r}")
         if cfg["attention_impl"] not in _IMPLS:
             raise ValueError(f"attention_impl must be one of {_IMPLS}, got {cfg['attention_impl']!r}")
         if preset == "paper":
