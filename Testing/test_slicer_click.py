@@ -6,9 +6,9 @@ the component under a click (checked against a hand-written flood fill), and who
 and changes nothing; a model that says "tumour" everywhere shows that exactly the planned box was segmented
 and lands on the right voxels; new segments, unique names, merging, the markups-node input, a point outside
 the volume. These constant models are real bundles (a U-Net whose weights are zero and whose last head's
-bias picks the class), so their output is known exactly. A click inside a phantom tumour that must find that
-tumour and nothing else needs a trained model: it runs with the bundled demo model ("demo-phantom") once that
-model is in the registry, and is skipped (saying so) before. Nothing is mocked.
+bias picks the class), so their output is known exactly. Clicks inside a phantom's tumour and inside its
+liver, which must find that tumour (or liver) and nothing else, run the bundled demo model ("demo-phantom").
+Nothing is mocked.
 """
 
 from __future__ import annotations
@@ -300,17 +300,67 @@ def test_a_model_that_cannot_load_reports_the_workers_error(slicer_scene, tmp_pa
 # ----------------------------------------------------------------------------- trained demo model
 
 
+TUMOUR_PHANTOM_SEED = 7  # see test_click_in_a_phantom_tumour_finds_that_tumour_and_nothing_else
+
+
 def _demo_model() -> str:
     from MPUNetCore.registry import resolve_model
 
     return str(resolve_model("demo-phantom"))  # shipped in the package: its absence is a failure
 
 
+def _deepest_voxel(mask: np.ndarray):
+    """The voxel of ``mask`` farthest from its border (a click well inside, not on an edge)."""
+    import SimpleITK as sitk
+
+    distance = sitk.SignedMaurerDistanceMap(
+        sitk.GetImageFromArray(mask.astype(np.uint8)), insideIsPositive=True, squaredDistance=False
+    )
+    inside = sitk.GetArrayFromImage(distance)
+    return np.unravel_index(np.argmax(inside), inside.shape)
+
+
+@pytest.mark.slow
+def test_click_in_a_phantom_tumour_finds_that_tumour_and_nothing_else(
+    slicer_scene, click_logic, tmp_path
+) -> None:
+    """The bundled demo model, on a phantom it never saw, clicked deep inside that phantom's largest tumour.
+
+    The demo model finds only part of the phantoms' tumours (held-out tumour Dice 0.27 per case, in
+    its card): on phantom seeds 0-11 it covers 0-84 % of each large tumour. Seed 7 was chosen because
+    the model finds its tumours (64 % and 84 % covered); this test checks the click path with a
+    trained model - the window, the component under the point, the segment - not the model's recall.
+    """
+    import slicer.util
+    from scipy import ndimage
+
+    from Testing.slicer_models import write_phantom
+
+    model = _demo_model()
+    ct, label = write_phantom(tmp_path, seed=TUMOUR_PHANTOM_SEED, shape=(64, 256, 256))
+    volume = slicer.util.loadVolume(str(ct))
+    reference = slicer.util.arrayFromVolume(slicer.util.loadLabelVolume(str(label)))
+    components, count = ndimage.label(reference == 2)
+    sizes = ndimage.sum(np.ones_like(components), components, range(1, count + 1))
+    tumour = components == 1 + int(np.argmax(sizes))
+    others = (reference == 2) & ~tumour
+    result = click_logic.segmentAtPoint(
+        volume, _ras_of(volume, _deepest_voxel(tumour)), model=model, timeout=300
+    )
+    assert result.found and result.class_name == "tumor", result.message
+    mask = _segment_mask(result.segmentation_node, result.segment_id, volume)
+    inside = (mask & tumour).sum()
+    assert inside >= 0.3 * tumour.sum(), f"the segment covers {inside / tumour.sum():.0%} of the tumour"
+    assert inside >= 0.6 * mask.sum(), f"only {inside / mask.sum():.0%} of the segment is that tumour"
+    assert not (mask & others).any()  # nothing of the other tumours
+    assert not (mask & (reference == 0)).sum() > 0.2 * mask.sum()  # hardly anything outside the liver
+
+
 @pytest.mark.slow
 def test_click_in_a_phantom_liver_finds_that_liver_and_nothing_else(
     slicer_scene, click_logic, tmp_path
 ) -> None:
-    """The bundled demo model finds the liver (it was never able to learn tumours: see its card)."""
+    """The bundled demo model, clicked deep inside a phantom's liver, returns that liver."""
     import slicer.util
 
     from Testing.slicer_models import write_phantom
@@ -320,17 +370,7 @@ def test_click_in_a_phantom_liver_finds_that_liver_and_nothing_else(
     volume = slicer.util.loadVolume(str(ct))
     reference = slicer.util.arrayFromVolume(slicer.util.loadLabelVolume(str(label)))
     liver = reference >= 1
-    # A liver voxel far from the liver's border and from every tumour: the deepest one.
-    import SimpleITK as sitk
-
-    inside = sitk.GetArrayFromImage(
-        sitk.SignedMaurerDistanceMap(
-            sitk.GetImageFromArray((reference == 1).astype(np.uint8)),
-            insideIsPositive=True,
-            squaredDistance=False,
-        )
-    )
-    centre = np.unravel_index(np.argmax(inside), inside.shape)
+    centre = _deepest_voxel(reference == 1)  # far from the liver's border and from every tumour
     result = click_logic.segmentAtPoint(volume, _ras_of(volume, centre), model=model, timeout=300)
     assert result.found and result.class_name == "liver", result.message
     mask = _segment_mask(result.segmentation_node, result.segment_id, volume)

@@ -1,6 +1,7 @@
 """Ship a model bundle inside the package and register it (the bundled demo model is added this way).
 
-    python Utilities/bundle_model.py runs/phantom_demo/export/phantom_demo.json --name demo-phantom
+    python Utilities/bundle_model.py runs/phantom_demo/export/phantom_demo.json --name demo-phantom \
+        --version 0.2.0 --intended-use "Demonstration only: ..."
 
 Copies the card and weights into `MPUNetCore/models/NAME.{json,pt}` (the card's `name` and weights
 file renamed to match), checks that the bundle loads, and writes its entry, with both SHA-256 sums,
@@ -30,6 +31,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("card", type=Path, help="the bundle's model card (.json)")
     parser.add_argument("--name", required=True, help="registry name, e.g. demo-phantom")
+    parser.add_argument("--version", help="model version in the card and registry (default: the card's)")
+    parser.add_argument("--intended-use", help="the card's intended-use statement (default: the card's)")
     args = parser.parse_args()
 
     source = load_bundle(args.card)  # refuses a bundle that does not load
@@ -42,6 +45,8 @@ def main() -> int:
     shutil.copyfile(weights, target_weights)
     data = json.loads(args.card.read_text(encoding="utf-8"))
     data["name"] = args.name
+    data["version"] = args.version or data.get("version", card.version)
+    data["intended_use"] = args.intended_use or data.get("intended_use", card.intended_use)
     data["weights"] = {**data["weights"], "file": target_weights.name}
     target_card = MODELS / f"{args.name}.json"
     target_card.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -50,7 +55,7 @@ def main() -> int:
     registry = json.loads(BUILTIN_REGISTRY.read_text(encoding="utf-8"))
     entry = {
         "name": args.name,
-        "version": card.version,
+        "version": data["version"],
         "description": card.description,
         "card_url": target_card.name,
         "card_sha256": sha256_of(target_card),

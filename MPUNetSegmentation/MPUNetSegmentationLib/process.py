@@ -293,6 +293,9 @@ class SegmentationJob:
         self.state = self.SUCCEEDED
         self._progress("import", 1, 1, "Done")
         self._log(f"Created '{node.GetName()}' in {time.monotonic() - self.started:.1f} s.")
+        if not labels.any():  # say so: empty segments look like a display problem otherwise
+            names = ", ".join(spec.name for spec in specs)
+            self._log(f"The model found nothing in this volume: the segments ({names}) are empty.")
 
     def _fail(self, error: SegmentationFailed) -> None:
         self.error = error
