@@ -311,6 +311,40 @@ def test_train_kill_resume_evaluate_export_report(lits_dir, tmp_path):
 
 
 @pytest.mark.slow
+def test_channels_last_training_computes_the_same(lits_dir, tmp_path):
+    from Training.cli import main
+    from Training.config import load_config
+    from Training.models import make_loss, make_network, memory_format
+    from Training.runfolder import read_csv
+
+    config_file = _config_file(tmp_path, lits_dir, epochs=1)
+    # One training step's loss and gradients: the same in both memory layouts (up to summation order;
+    # without dropout, whose random masks follow the memory layout).
+    results = []
+    for layout in ("false", "true"):
+        config = load_config(config_file, [f"train.channels_last={layout}", "model.dropout=0"])
+        model = make_network(config).to(memory_format=memory_format(config))
+        x = torch.randn(2, 1, 16, 32, 32, generator=torch.Generator().manual_seed(0))
+        y = (x[:, 0] > 0.5).long() + (x[:, 0] > 1.5).long()
+        loss = make_loss(config)(model(x.contiguous(memory_format=memory_format(config))), y)
+        loss.backward()
+        results.append((loss.detach(), {k: p.grad for k, p in model.named_parameters()}))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-6)
+    for key, grad in results[0][1].items():
+        scale = float(grad.abs().max())  # the floor: biases before a batch norm get ~0 gradients
+        torch.testing.assert_close(results[1][1][key], grad, rtol=1e-3, atol=1e-3 * scale + 1e-6)
+    # The trainer honours the option; a run's loss stays close (Adam's first steps amplify rounding).
+    runs = {layout: tmp_path / "runs" / f"channels_last_{layout}" for layout in ("false", "true")}
+    for layout, run in runs.items():
+        options = ["--run-dir", str(run), "--progress", "none", "--set", f"train.channels_last={layout}"]
+        assert main(["train", "--config", str(config_file), *options]) == 0
+    default, channels_last = (read_csv(run / "metrics.csv")[-1] for run in runs.values())
+    assert channels_last["train_loss"] == pytest.approx(default["train_loss"], rel=0.02)
+    weights = torch.load(runs["true"] / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert weights["encoders.1.layers.0.weight"].is_contiguous(memory_format=torch.channels_last_3d)
+
+
+@pytest.mark.slow
 def test_ddp_two_processes_on_cpu(lits_dir, tmp_path):
     from MPUNetCore.bundle import load_bundle
     from Training.cli import main

@@ -139,6 +139,7 @@ SCHEMA: Dict[str, Dict[str, Field]] = {
             ("auto", "float32", "bfloat16", "float16"),
         ),
         "device": _f("auto", "auto, cpu, cuda, cuda:N"),
+        "channels_last": _f(False, "channels-last memory format (see benchmarks/bench_train.py)"),
         "workers": _f(0, "data-loader worker processes"),
         "threads": _f(0, "torch CPU threads (0: torch's default)"),
         "val_every": _f(1, "validate every N epochs (and after the last)"),

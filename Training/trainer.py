@@ -35,6 +35,7 @@ from .models import (
     make_network,
     make_optimizer,
     make_scheduler,
+    memory_format,
     predicted_by,
 )
 from .prepare import prepare_data
@@ -151,7 +152,7 @@ def _train(
         torch.backends.cudnn.benchmark = not train_cfg["deterministic"]
         torch.backends.cudnn.deterministic = train_cfg["deterministic"]
     data = prepare_data(config, run, ctx, progress)
-    model = make_network(config).to(ctx.device)
+    model = make_network(config).to(ctx.device, memory_format=memory_format(config))
     optimizer, loss_fn = make_optimizer(config, model), make_loss(config)
     scheduler = make_scheduler(config, optimizer)
     amp = _amp_dtype(config, ctx.device)
@@ -302,7 +303,8 @@ def _train_epoch(
     bar = ProgressBar(f"epoch {epoch + 1}/{train_cfg['epochs']}", progress)
     autocast = torch.autocast(ctx.device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
     for step, (x, y) in enumerate(loader, 1):
-        x, y = x.to(ctx.device, non_blocking=True), y.to(ctx.device, non_blocking=True)
+        x = x.to(ctx.device, non_blocking=True).contiguous(memory_format=memory_format(config))
+        y = y.to(ctx.device, non_blocking=True)
         with autocast:
             outputs = net(x)
         outputs = [o.float() for o in outputs] if isinstance(outputs, (list, tuple)) else outputs.float()

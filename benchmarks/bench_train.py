@@ -69,6 +69,8 @@ def run_mode(
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
         losses.append(float(loss.detach()))
+        step = f"{len(times)}/{len(batches)}"
+        print(f"  {mode}: step {step} loss {losses[-1]:.4f} {times[-1]:.1f} s", file=sys.stderr, flush=True)
     timed = times[warmup:] or times
     return {"losses": losses, "it_per_s": len(timed) / sum(timed)}
 
