@@ -318,21 +318,36 @@ def test_channels_last_training_computes_the_same(lits_dir, tmp_path):
     from Training.runfolder import read_csv
 
     config_file = _config_file(tmp_path, lits_dir, epochs=1)
-    # One training step's loss and gradients: the same in both memory layouts (up to summation order;
-    # without dropout, whose random masks follow the memory layout).
-    results = []
-    for layout in ("false", "true"):
-        config = load_config(config_file, [f"train.channels_last={layout}", "model.dropout=0"])
-        model = make_network(config).to(memory_format=memory_format(config))
-        x = torch.randn(2, 1, 16, 32, 32, generator=torch.Generator().manual_seed(0))
-        y = (x[:, 0] > 0.5).long() + (x[:, 0] > 1.5).long()
-        loss = make_loss(config)(model(x.contiguous(memory_format=memory_format(config))), y)
-        loss.backward()
-        results.append((loss.detach(), {k: p.grad for k, p in model.named_parameters()}))
-    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-5, atol=1e-6)
-    for key, grad in results[0][1].items():
-        scale = float(grad.abs().max())  # the floor: biases before a batch norm get ~0 gradients
-        torch.testing.assert_close(results[1][1][key], grad, rtol=1e-3, atol=1e-3 * scale + 1e-6)
+    # One training step in both memory layouts, against a float64 reference of the same step. The loss
+    # agrees to float32 rounding. Gradients do too in the default layout (1.5e-5 of the largest gradient
+    # norm), but channels-last CPU kernels reduce less accurately: conv weights in front of a batch norm
+    # were off by up to 1.8e-2 of it with 1 thread (2.4e-4 with 2), so the bound here is loose - it
+    # catches a wrong layout (errors of order 1), not rounding. No dropout: its masks follow the layout.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        results = {}
+        for layout, dtype in (("false", torch.float64), ("false", torch.float32), ("true", torch.float32)):
+            config = load_config(config_file, [f"train.channels_last={layout}", "model.dropout=0"])
+            fmt = memory_format(config)
+            model = make_network(config).to(dtype=dtype, memory_format=fmt)
+            x = torch.randn(2, 1, 16, 32, 32, generator=torch.Generator().manual_seed(0))
+            y = (x[:, 0] > 0.5).long() + (x[:, 0] > 1.5).long()
+            loss = make_loss(config)(model(x.to(dtype).contiguous(memory_format=fmt)), y)
+            loss.backward()
+            results[layout, dtype] = (
+                float(loss.detach()),
+                {k: p.grad.double() for k, p in model.named_parameters()},
+            )
+    finally:
+        torch.set_num_threads(threads)
+    ref_loss, ref_grads = results["false", torch.float64]
+    scale = max(float(g.norm()) for g in ref_grads.values())
+    for key, bound in ((("false", torch.float32), 1e-4), (("true", torch.float32), 5e-2)):
+        loss, grads = results[key]
+        assert loss == pytest.approx(ref_loss, rel=1e-5)
+        worst = max(float((grads[k] - g).norm()) for k, g in ref_grads.items()) / scale
+        assert worst < bound, (key, worst)
     # The trainer honours the option; a run's loss stays close (Adam's first steps amplify rounding).
     runs = {layout: tmp_path / "runs" / f"channels_last_{layout}" for layout in ("false", "true")}
     for layout, run in runs.items():
