@@ -101,12 +101,14 @@ def build_model(args: argparse.Namespace):
         kwargs: Dict[str, Any] = {"out_channels": args.classes}
         if args.channels:
             kwargs["channels"] = tuple(args.channels)
+        state = torch.load(args.weights, map_location="cpu", weights_only=True) if args.weights else None
+        inner = state.get("net", state) if isinstance(state, dict) else state
+        if isinstance(inner, dict) and "fusion.weight" in inner:
+            kwargs["fusion"] = "learned"  # e.g. the bundled demo model 0.2.0
         model = MPUNet(preset="released", **kwargs)
         if args.weights:
             from MPUNetCore.networks import load_released_state_dict
 
-            state = torch.load(args.weights, map_location="cpu", weights_only=True)
-            inner = state.get("net", state) if isinstance(state, dict) else state
             if isinstance(inner, dict) and set(inner) == set(model.state_dict()):
                 model.load_state_dict(inner)  # saved from MPUNetCore's MPUNet
             else:
