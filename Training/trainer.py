@@ -302,8 +302,9 @@ def _train_epoch(
     sums = [0.0, 0.0, 0.0, 0.0]  # loss, tversky, ce, steps
     bar = ProgressBar(f"epoch {epoch + 1}/{train_cfg['epochs']}", progress)
     autocast = torch.autocast(ctx.device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+    layout = memory_format(config)
     for step, (x, y) in enumerate(loader, 1):
-        x = x.to(ctx.device, non_blocking=True).contiguous(memory_format=memory_format(config))
+        x = x.to(ctx.device, non_blocking=True).contiguous(memory_format=layout)
         y = y.to(ctx.device, non_blocking=True)
         with autocast:
             outputs = net(x)
