@@ -144,9 +144,9 @@ class BackgroundCommand:
         """
         proc = self._proc
         if proc is None:
-            self.stopped.set()
             if on_stopped is not None:
                 on_stopped()
+            self.stopped.set()
             return
         if os.name != "nt" and proc.poll() is None:
             _signal_group(proc.pid, signal.SIGINT)  # at once, also when the waiting is left to a thread
@@ -184,9 +184,11 @@ class BackgroundCommand:
                 thread.join(timeout=grace)
         finally:
             _RUNNING.discard(self)
-            self.stopped.set()
-            if on_stopped is not None:
-                on_stopped()
+            try:
+                if on_stopped is not None:
+                    on_stopped()
+            finally:
+                self.stopped.set()  # after on_stopped: whoever waits sees its effect
 
 
 def _signal_group(pid: int, signum: int) -> None:
