@@ -20,6 +20,10 @@ ACTIVATION_BYTES_PER_VOXEL_CHANNEL = 70
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
 
 
+class OutOfMemory(MemoryError):
+    """Memory ran out; the message is already worded for the user (see :func:`memory_error_message`)."""
+
+
 class MemoryBudgetError(ValueError):
     """A run would need more memory than its budget (the message gives both numbers and the fixes)."""
 
@@ -174,6 +178,8 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 def memory_error_message(error: BaseException, what: str = "the run") -> str:
     """One line for an out-of-memory error: where it happened and the fixes."""
+    if isinstance(error, OutOfMemory):
+        return str(error)
     text = str(error).lower()
     gpu = any(word in text for word in ("cuda", "gpu", "mps"))
     place = "GPU" if gpu else "computer"

@@ -149,6 +149,7 @@ def _train(
     if ctx.main:
         start_run(config, run, resume, overwrite)
     distributed.barrier(ctx)
+    state = load_checkpoint(run.last) if resume else None  # a damaged checkpoint fails before any work
     train_cfg, seed = config["train"], config["experiment"]["seed"]
     if train_cfg["threads"]:
         torch.set_num_threads(train_cfg["threads"])
@@ -164,8 +165,7 @@ def _train(
     history: List[Dict[str, Any]] = []
     best = {"value": -float("inf"), "epoch": 0}
     start_epoch = 0
-    if resume and run.last.exists():
-        state = load_checkpoint(run.last)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

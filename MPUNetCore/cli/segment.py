@@ -130,7 +130,7 @@ def plan_outputs(args: argparse.Namespace) -> List[Tuple[str, Path, Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from MPUNetCore.memory import is_out_of_memory, memory_error_message
+    from MPUNetCore.memory import OutOfMemory, is_out_of_memory, memory_error_message
     from MPUNetCore.segment import segment_file
 
     plan = plan_outputs(args)
@@ -156,10 +156,10 @@ def run(args: argparse.Namespace) -> int:
                 warn=warn,
             )
         except (ValueError, OSError, RuntimeError, MemoryError) as error:
-            if len(plan) == 1:
-                raise
             if is_out_of_memory(error):
-                error = memory_error_message(error, f"segmenting {source}")
+                error = OutOfMemory(memory_error_message(error, f"segmenting {source}"))
+            if len(plan) == 1:
+                raise error from None
             failures.append((name, error))
             print(f"{name}: FAILED: {error}", file=sys.stderr)
             continue
