@@ -10,6 +10,7 @@ import numpy as np
 from MPUNetCore.bundle import Bundle
 from MPUNetCore.fileutils import check_writable
 from MPUNetCore.inference import Preprocessing, segment
+from MPUNetCore.input_checks import WarnFn, checked_array
 from MPUNetCore.volume_io import Volume, read_volume, write_label_map
 
 ProgressCallback = Callable[[int, int], None]
@@ -24,6 +25,9 @@ def segment_volume(
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[Callable[[], bool]] = None,
     batch_size: Optional[int] = None,
+    max_memory: Union[None, str, int] = None,
+    fill_nonfinite: Optional[float] = None,
+    warn: Optional[WarnFn] = None,
 ) -> np.ndarray:
     """Label map of `volume` on its own grid, with the preprocessing and window its card prescribes.
 
@@ -37,6 +41,9 @@ def segment_volume(
         cancel: a `threading.Event` or zero-argument callable; when it turns true the run stops
             between windows with `InferenceCancelled`.
         batch_size: windows per forward pass; the card's default when None.
+        max_memory: memory budget ("4G", bytes) the estimated peak must fit; None: the memory available.
+        fill_nonfinite: HU that replaces NaN/Inf voxels; None refuses a volume holding any.
+        warn: called with each warning (values that do not look like CT, voxels replaced).
 
     Returns:
         A uint8 array of the volume's shape holding the card's class values.
@@ -44,11 +51,14 @@ def segment_volume(
     settings = dict(bundle.card.inference)
     if batch_size is not None:
         settings["batch_size"] = batch_size
+    preprocessing = Preprocessing.from_dict(bundle.card.preprocessing)
+    run = {**settings, "device": device}
+    array = checked_array(volume, bundle.model, preprocessing, run, max_memory, fill_nonfinite, warn)
     return segment(
-        volume.array,
+        array,
         volume.spacing,
         bundle.model,
-        Preprocessing.from_dict(bundle.card.preprocessing),
+        preprocessing,
         tta=tta,
         postprocess=postprocess,
         device=device,
@@ -64,6 +74,7 @@ def segment_file(
     bundle: Bundle,
     overwrite: bool = False,
     series_uid: Optional[str] = None,
+    allow_uneven_slices: bool = False,
     **options,
 ) -> Path:
     """Read a CT, segment it and write the label map with exactly the input's geometry.
@@ -77,12 +88,13 @@ def segment_file(
         bundle: the model.
         overwrite: replace an existing output.
         series_uid: which series of a folder holding several.
+        allow_uneven_slices: accept a DICOM series with gaps or uneven spacing (recorded in the output).
         **options: passed to `segment_volume` (device, tta, postprocess, progress, cancel, ...).
 
     Returns:
         The output path.
     """
     check_writable(output_path, overwrite)
-    volume = read_volume(input_path, series_uid=series_uid)
+    volume = read_volume(input_path, series_uid, allow_uneven_slices, options.get("max_memory"))
     labels = segment_volume(volume, bundle, **options)
     return write_label_map(labels, volume, output_path, overwrite=overwrite)
