@@ -44,7 +44,8 @@ class EnvironmentGate:
         self.modules = modules
         self.pytorch_utils_available = pytorch_utils_available
         self.report: Optional[EnvironmentReport] = None  # cached until an installation changes things
-        self.error: Optional[str] = None  # the last failure (probe or installation), for the user
+        self.error: Optional[str] = None  # the last failure that ended a waiting action, for the user
+        self.check_error: Optional[str] = None  # why the last check gave no report
         self.probe: Any = None
         self.install: Optional[InstallJob] = None
         self.pending: Optional[Action] = None
@@ -94,9 +95,11 @@ class EnvironmentGate:
                 return
             probe, self.probe = self.probe, None
             try:
-                self.report = self.logic.environmentReport(probe)
+                self.report, self.check_error = self.logic.environmentReport(probe), None
             except RuntimeError as error:
-                self._fail(str(error))
+                self.check_error = str(error)
+                if self.pending is not None:  # an Apply waited for this answer: tell the user
+                    self._fail(self.check_error)
                 return
             if self.pending is not None:
                 if self.report.ok:
