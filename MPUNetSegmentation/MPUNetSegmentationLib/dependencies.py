@@ -28,7 +28,7 @@ REQUIRED_MODULES: Dict[str, str] = {
     "numpy": "numpy",
     "SimpleITK": "SimpleITK",
     "torch": "torch",
-    "MPUNetCore.segment": "",  # packaged with this module; cannot be installed separately
+    "MPUNetCore.pipeline": "",  # packaged with this module; cannot be installed separately
 }
 TORCH_REQUIREMENT = ">=2.0"
 _REPORT_PREFIX = "MPUNET-ENVIRONMENT "
