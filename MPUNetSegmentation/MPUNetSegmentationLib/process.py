@@ -6,7 +6,9 @@ added, its file name does not change), launches ``python -m MPUNetCore segment i
 --device D --progress json``, reports the JSON progress lines of its stderr as a fraction and every other
 line as log text, and on success reads the label map into a NEW segmentation node (or into the output node
 the caller chose). A failed run raises :class:`SegmentationFailed` carrying the process's full stderr; a
-cancelled one leaves no node, no process and no temporary file.
+cancelled one leaves no node, no process and no temporary file. :meth:`SegmentationJob.cancel` returns at
+once (the process group is stopped and reaped by a thread). A job belongs to the scene its input volume was
+in: closing that scene cancels it, and a result never lands in a scene other than the one it started in.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ _RUNNING_JOBS: weakref.WeakSet[SegmentationJob] = weakref.WeakSet()
 @atexit.register
 def _cancel_running_jobs() -> None:  # a script that ends (or fails) mid-run must not leave it behind
     for job in list(_RUNNING_JOBS):
-        job.cancel()  # stops its process, removes its temporary folder
+        job.cancel(wait=True)  # stops its process, removes its temporary folder
 
 
 class SegmentationFailed(RuntimeError):
@@ -139,6 +141,8 @@ class SegmentationJob:
     """
 
     RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"
+    #: seconds the process group gets to exit after Cancel's interrupt before it is killed.
+    cancel_grace = 5.0
 
     def __init__(
         self,
@@ -165,6 +169,10 @@ class SegmentationJob:
         self.command: Optional[BackgroundCommand] = None
         self.log_lines: List[str] = []
         self.started = time.monotonic()
+        #: the scene the run belongs to (its input's); the result is only ever added there.
+        self.scene: Any = input_volume.GetScene()
+        self.cancel_reason = ""
+        self._close_observer: Optional[int] = None
 
     # -- life cycle --
     def start(self) -> SegmentationJob:
@@ -185,6 +193,10 @@ class SegmentationJob:
             self.command = BackgroundCommand(args, env=background_environment(), cwd=str(mpunetcore_root()))
             self.command.start()
             _RUNNING_JOBS.add(self)
+            if self.scene is not None:  # closing the scene cancels the run (see _on_scene_close)
+                self._close_observer = self.scene.AddObserver(
+                    _scene_event("StartCloseEvent"), self._on_scene_close
+                )
         except BaseException:
             self._remove_temp_dir()
             raise
@@ -207,9 +219,14 @@ class SegmentationJob:
         if not finished:
             return False
         try:
-            self._finish(self.command.returncode)
+            if self._scene_changed():  # a stale result: its scene was closed (or the nodes removed)
+                self._cancelled("the input volume is no longer in the scene the run started in")
+            else:
+                self._finish(self.command.returncode)
         finally:
+            self._end_observation()
             self._remove_temp_dir()
+            _RUNNING_JOBS.discard(self)
         return True
 
     def wait(self, timeout: Optional[float] = None, interval: float = 0.05) -> Any:
@@ -237,18 +254,44 @@ class SegmentationJob:
             raise self.error
         return self.segmentation_node
 
-    def cancel(self) -> None:
-        """Stop the run: the process (and its children) end, the temporary folder goes, no node is added."""
+    def cancel(self, wait: bool = False, reason: str = "") -> None:
+        """Stop the run: the process (and its children) end, the temporary folder goes, no node is added.
+
+        Args:
+            wait: False (default): return at once; a thread interrupts, kills and reaps the process group,
+                then removes the temporary folder (``self.command.wait_stopped()`` waits for that).
+                True: return once all that is done.
+            reason: why, for the log (default "Cancelled.").
+        """
         if self.state != self.RUNNING:
+            if wait and self.state == self.CANCELLED and self.command is not None:
+                self.command.wait_stopped()  # an earlier Cancel's thread may still be reaping
+                self._remove_temp_dir()
             return
+        self._cancelled(reason or "Cancelled.", wait)
+
+    def _cancelled(self, reason: str, wait: bool = False) -> None:
         self.state = self.CANCELLED
-        try:
-            if self.command is not None:
-                self.command.stop()
-                self.command.read_lines()  # keep the collected output complete
-        finally:
+        self.cancel_reason = reason
+        self._end_observation()
+        if self.command is not None:
+            self.command.read_lines()  # keep the collected output complete (without waiting)
+            self.command.stop(self.cancel_grace, wait=wait, on_stopped=self._remove_temp_dir)
+        else:
             self._remove_temp_dir()
-        self._log("Cancelled.")
+        self._log(reason)
+
+    def _on_scene_close(self, caller: Any, event: Any) -> None:
+        self._cancelled("Cancelled: the scene was closed.")
+
+    def _scene_changed(self) -> bool:
+        nodes = [self.input_volume] + ([self.output_segmentation] if self.output_segmentation else [])
+        return any(node.GetScene() is None or node.GetScene() is not self.scene for node in nodes)
+
+    def _end_observation(self) -> None:
+        if self._close_observer is not None and self.scene is not None:
+            self.scene.RemoveObserver(self._close_observer)
+        self._close_observer = None
 
     @property
     def stderr_text(self) -> str:
@@ -356,6 +399,12 @@ def _check_input(input_volume: Any, output_segmentation: Any) -> None:
         raise ValueError(f"volume '{input_volume.GetName()}' is not a single-channel (grayscale) CT")
     if output_segmentation is not None and not output_segmentation.IsA("vtkMRMLSegmentationNode"):
         raise ValueError(f"the output must be a segmentation node, got {output_segmentation.GetClassName()}")
+
+
+def _scene_event(name: str) -> int:
+    import slicer
+
+    return int(getattr(slicer.vtkMRMLScene, name))
 
 
 def _default_temporary_root() -> str:
