@@ -11,6 +11,7 @@ from MPUNetCore.bundle import Bundle
 from MPUNetCore.fileutils import check_writable
 from MPUNetCore.inference import Preprocessing, segment
 from MPUNetCore.inference.settings import InferenceSettings, resolve_settings
+from MPUNetCore.input_checks import WarnFn, checked_array
 from MPUNetCore.volume_io import Volume, read_volume, write_label_map
 
 ProgressCallback = Callable[[int, int], None]
@@ -22,6 +23,9 @@ def segment_volume(
     settings: Optional[InferenceSettings] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[Callable[[], bool]] = None,
+    max_memory: Union[None, str, int] = None,
+    fill_nonfinite: Optional[float] = None,
+    warn: Optional[WarnFn] = None,
     **overrides: Any,
 ) -> np.ndarray:
     """Label map of `volume` on its own grid, with the preprocessing and settings its card prescribes.
@@ -33,6 +37,9 @@ def segment_volume(
         progress: called as `progress(windows_done, windows_total)`.
         cancel: a `threading.Event` or zero-argument callable; when it turns true the run stops
             between windows with `InferenceCancelled`.
+        max_memory: memory budget ("4G", bytes) the estimated peak must fit; None: the memory available.
+        fill_nonfinite: HU that replaces NaN/Inf voxels; None refuses a volume holding any.
+        warn: called with each warning (values that do not look like CT, voxels replaced).
         **overrides: single settings replacing those of `settings` (device, tta, postprocess,
             batch_size, ...; see `InferenceSettings`); None values are ignored.
 
@@ -41,11 +48,13 @@ def segment_volume(
     """
     base = settings if settings is not None else bundle.card.inference
     chosen = resolve_settings(base, {k: v for k, v in overrides.items() if v is not None})
+    preprocessing = Preprocessing.from_dict(bundle.card.preprocessing)
+    array = checked_array(volume, bundle.model, preprocessing, chosen, max_memory, fill_nonfinite, warn)
     return segment(
-        volume.array,
+        array,
         volume.spacing,
         bundle.model,
-        Preprocessing.from_dict(bundle.card.preprocessing),
+        preprocessing,
         chosen,
         progress=progress,
         cancel=cancel,
@@ -58,6 +67,7 @@ def segment_file(
     bundle: Bundle,
     overwrite: bool = False,
     series_uid: Optional[str] = None,
+    allow_uneven_slices: bool = False,
     **options,
 ) -> Path:
     """Read a CT, segment it and write the label map with exactly the input's geometry.
@@ -71,6 +81,7 @@ def segment_file(
         bundle: the model.
         overwrite: replace an existing output.
         series_uid: which series of a folder holding several.
+        allow_uneven_slices: accept a DICOM series with gaps or uneven spacing (recorded in the output).
         **options: passed to `segment_volume` (settings, progress, cancel, or single settings such as
             device, tta, postprocess).
 
@@ -78,6 +89,6 @@ def segment_file(
         The output path.
     """
     check_writable(output_path, overwrite)
-    volume = read_volume(input_path, series_uid=series_uid)
+    volume = read_volume(input_path, series_uid, allow_uneven_slices, options.get("max_memory"))
     labels = segment_volume(volume, bundle, **options)
     return write_label_map(labels, volume, output_path, overwrite=overwrite)

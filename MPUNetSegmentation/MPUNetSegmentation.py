@@ -326,47 +326,23 @@ class MPUNetSegmentationLogic(ScriptedLoadableModuleLogic, MPUNetLogic):
 
 
 class MPUNetSegmentationTest(ScriptedLoadableModuleTest):
-    """In Slicer: phantom -> segmentation (real inference, default model, background run) -> comparison."""
+    """In Slicer: phantom, comparison, CSV table and review always; inference when PyTorch is importable.
+
+    The steps live in ``MPUNetSegmentationLib/self_test.py`` (pytest runs them headless, with and without
+    torch). Without torch (as on the extension build machines) inference is skipped and the reason logged.
+    """
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_SegmentAndComparePhantom()
+        self.test_MPUNetSegmentation()
 
-    def test_SegmentAndComparePhantom(self):
-        import SimpleITK as sitk
+    def test_MPUNetSegmentation(self):
+        from MPUNetSegmentationLib.self_test import SelfTest
 
-        from MPUNetCore.phantom import make_phantom
-
-        self.delayDisplay("Writing a synthetic CT phantom")
-        image, label = make_phantom(seed=3, shape=(48, 128, 128))
         folder = pathlib.Path(slicer.app.temporaryPath) / "MPUNetSegmentationTest"
-        folder.mkdir(parents=True, exist_ok=True)
-        sitk.WriteImage(image, str(folder / "phantom.nrrd"))
-        sitk.WriteImage(label, str(folder / "phantom-label.nrrd"))
-        volume = slicer.util.loadVolume(str(folder / "phantom.nrrd"))
-        reference = slicer.util.loadLabelVolume(str(folder / "phantom-label.nrrd"))
-        voxels = slicer.util.arrayFromVolume(volume).copy()
-
-        self.delayDisplay("Segmenting in the background (default model)")
-        fractions = []
-        segmentation = MPUNetSegmentationLogic().process(
-            volume, progressCallback=lambda f, m: fractions.append(f)
-        )
-        self.assertEqual(segmentation.GetName(), "phantom MPU-Net")
-        names = [segmentation.GetSegmentation().GetNthSegment(i).GetName() for i in range(2)]
-        self.assertEqual(names, ["Liver", "Liver tumor"])
-        self.assertEqual(fractions[-1], 1.0)
-        self.assertTrue((slicer.util.arrayFromVolume(volume) == voxels).all(), "input modified")
-        liverId = segmentation.GetSegmentation().GetNthSegmentID(0)
-        liver = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, liverId, volume)
-        self.assertEqual(liver.shape, voxels.shape)
-
-        self.delayDisplay("Comparing with the phantom's label")
-        table = MPUNetSegmentationLogic().compare(segmentation, reference, volume)
-        dice = slicer.util.arrayFromTableColumn(table, "Dice")
-        self.assertEqual(table.GetNumberOfRows(), 2)
-        self.assertGreater(dice[0], 0.5, f"liver Dice {dice[0]:.3f} is too low for the demo model")
+        results = SelfTest(MPUNetSegmentationLogic(), folder, display=self.delayDisplay).run()
+        logging.info(f"MPU-Net self-test: {results}")
         self.delayDisplay("Test passed")

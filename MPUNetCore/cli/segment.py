@@ -39,6 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="file format of outputs written into a folder (default .nii.gz)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    add_input_options(parser)
     parser.add_argument(
         "--progress",
         default="bar",
@@ -46,6 +47,41 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="progress display: a bar, JSON lines (for a parent process) or none",
     )
     parser.set_defaults(run=run)
+
+
+def memory_size(text: str) -> int:
+    """argparse type of --max-memory: a size such as 4G, 512M or 16GiB, in bytes."""
+    from MPUNetCore.memory import parse_memory
+
+    return parse_memory(text)
+
+
+def add_input_options(parser: argparse.ArgumentParser) -> None:
+    """Options that accept inputs refused by default, and the memory budget."""
+    parser.add_argument(
+        "--allow-uneven-slices",
+        action="store_true",
+        help="segment a DICOM series with missing slices or uneven spacing on an evenly spaced "
+        "approximation (refused by default; the output's header records it)",
+    )
+    parser.add_argument(
+        "--fill-nonfinite",
+        type=float,
+        metavar="HU",
+        help="replace NaN/infinite voxels with this value, e.g. -1000 (refused by default)",
+    )
+    parser.add_argument(
+        "--max-memory",
+        type=memory_size,
+        metavar="SIZE",
+        help="memory a run may use, e.g. 8G; a run estimated to need more is refused before it starts "
+        "(default: the memory available now)",
+    )
+
+
+def warn(line: str) -> None:
+    """Print a warning line on stderr (the Slicer module shows these lines in its log)."""
+    print(f"warning: {line}", file=sys.stderr)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -112,6 +148,7 @@ def plan_outputs(args: argparse.Namespace) -> List[Tuple[str, Path, Path]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from MPUNetCore.memory import OutOfMemory, is_out_of_memory, memory_error_message
     from MPUNetCore.pipeline import segment_file
 
     plan = plan_outputs(args)
@@ -129,10 +166,16 @@ def run(args: argparse.Namespace) -> int:
                 series_uid=args.series,
                 settings=settings,
                 progress=ProgressBar(f"{name}: windows", args.progress),
+                allow_uneven_slices=args.allow_uneven_slices,
+                fill_nonfinite=args.fill_nonfinite,
+                max_memory=args.max_memory,
+                warn=warn,
             )
-        except (ValueError, OSError, RuntimeError) as error:
+        except (ValueError, OSError, RuntimeError, MemoryError) as error:
+            if is_out_of_memory(error):
+                error = OutOfMemory(memory_error_message(error, f"segmenting {source}"))
             if len(plan) == 1:
-                raise
+                raise error from None
             failures.append((name, error))
             print(f"{name}: FAILED: {error}", file=sys.stderr)
             continue
