@@ -85,9 +85,7 @@ class MPUNetLogic:
         """
         if self.isRunning:
             raise RuntimeError("a segmentation is already running: wait for it or cancel it first")
-        options = SegmentationOptions(
-            model=model or None, device=device, tta=bool(tta), postprocess=postprocess
-        )
+        options = SegmentationOptions.create(model, device, tta, postprocess)
         job = SegmentationJob(
             inputVolume,
             options,
