@@ -229,6 +229,7 @@ def test_cancel_stops_the_process_and_leaves_nothing(slicer_scene, logic, tiny_m
     pid = job.command.pid
     logic.cancel()
     assert job.state == job.CANCELLED and not logic.isRunning
+    assert job.command.wait_stopped(30)  # Cancel returns at once; a thread reaps the process group
     assert job.command.returncode is not None  # the process ended and was reaped
     with pytest.raises(ProcessLookupError):
         os.killpg(pid, 0)  # nothing of its process group is left

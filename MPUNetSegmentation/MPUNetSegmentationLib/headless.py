@@ -199,11 +199,13 @@ class HeadlessApplication:
     """
 
     applicationName = "Slicer (headless, slicer-core)"
-    majorVersion = 5
-    minorVersion = 13
 
     def __init__(self, state: HeadlessSlicer) -> None:
+        from .slicer_compat import wheel_version
+
         self._state = state
+        # the installed wheel's release, so that version guards behave as in that Slicer
+        self.majorVersion, self.minorVersion = wheel_version()
         self._command_options = _CommandOptions()
         self.temporaryPath = state.home_dir
 

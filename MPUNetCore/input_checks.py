@@ -1,0 +1,91 @@
+"""Checks every segmentation runs before it allocates anything: voxel values and the memory budget.
+
+Called by :func:`MPUNetCore.pipeline.segment_volume` (hence by ``mpunet segment``, the Slicer module's
+background run and the batch script), so every entry point refuses and warns in the same words.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+
+from .ct_checks import ct_warnings, replace_nonfinite
+from .inference.preprocessing import Preprocessing, plan_transform
+from .memory import check_run_memory, estimate_run_bytes, first_layer_channels
+from .volume_io import Volume
+
+WarnFn = Callable[[str], None]
+
+
+def _setting(settings: Any, key: str, default: Any) -> Any:
+    """A value from a settings dict or settings object (None when missing becomes ``default``)."""
+    value = settings.get(key) if isinstance(settings, dict) else getattr(settings, key, None)
+    return default if value is None else value
+
+
+def window_voxels(window: Any, network_shape: Any) -> int:
+    """Voxels of one network window (None/0 entries: the full network extent on that axis)."""
+    sizes = list(window)[-3:] if window is not None else [None, None, None]
+    while len(sizes) < 3:
+        sizes.insert(0, 1)
+    total = 1
+    for size, full in zip(sizes, network_shape):
+        total *= int(full) if size in (None, 0) else min(int(size), int(full))
+    return total
+
+
+def checked_array(
+    volume: Volume,
+    model: Any,
+    preprocessing: Preprocessing,
+    settings: Any,
+    max_memory: Union[None, str, int] = None,
+    fill_nonfinite: Optional[float] = None,
+    warn: Optional[WarnFn] = None,
+) -> np.ndarray:
+    """The volume's voxels, checked: finite (or filled), CT-like (or warned about), within the budget.
+
+    Args:
+        volume: the CT.
+        model: the network (its first layer's width sizes the activation estimate).
+        preprocessing: the card's preprocessing (it decides the network grid).
+        settings: the run's inference settings (dict or settings object: window, batch_size, device).
+        max_memory: memory budget ("4G", bytes); None: the memory available now.
+        fill_nonfinite: HU replacing NaN/Inf voxels; None refuses them.
+        warn: called with each warning sentence (default: ignored).
+
+    Returns:
+        The array to segment (the volume's own array, or a copy with non-finite voxels replaced).
+
+    Raises:
+        VolumeError: non-finite voxels without ``fill_nonfinite``.
+        MemoryBudgetError: the estimated peak memory exceeds the budget.
+    """
+    name = str(volume.path) if volume.path is not None else (volume.name or "the volume")
+    transform = plan_transform(volume.shape, volume.spacing, preprocessing)
+    classes = int(getattr(model, "out_channels", 0) or 3)
+    device = str(_setting(settings, "device", "cpu"))
+    needed = estimate_run_bytes(
+        volume.shape,
+        transform.network_shape,
+        classes,
+        window_voxels(_setting(settings, "window", None), transform.network_shape),
+        int(_setting(settings, "batch_size", 1)),
+        first_layer_channels(model),
+        activations_on_host=not device.startswith(("cuda", "mps")),
+    )
+    check_run_memory(
+        name,
+        volume.shape,
+        volume.spacing,
+        transform.network_shape,
+        transform.network_spacing,
+        needed,
+        max_memory,
+    )
+    array, notes = replace_nonfinite(volume.array, name, fill_nonfinite)
+    for line in notes + ct_warnings(array, name):
+        if warn is not None:
+            warn(line)
+    return array
