@@ -190,11 +190,20 @@ def test_lits_folder_and_overwrite(tmp_path):
     np.testing.assert_array_equal(_array(sitk.ReadImage(str(pairs[1][0]))), _array(expected))
     with pytest.raises(VolumeError, match="already exists"):
         write_lits_folder(tmp_path / "lits", [1], seed=5, shape=(16, 64, 64))
+    slabs = write_lits_folder(tmp_path / "slabs", 6, seed=5, shape=(16, 64, 64), slab_fraction=1.0)
+    depths = [sitk.ReadImage(str(volume)).GetSize()[2] for volume, _ in slabs]
+    assert all(3 <= d <= 12 for d in depths) and len(set(depths)) > 1
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"shape": (4, 64, 64)}, {"spacing": (1.0, 0.0, 1.0)}, {"n_tumors": -1}, {"phase": "venous"}],
+    [
+        {"shape": (4, 6, 64)},
+        {"shape": (0, 64, 64)},
+        {"spacing": (1.0, 0.0, 1.0)},
+        {"n_tumors": -1},
+        {"phase": "venous"},
+    ],
 )
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(ValueError):

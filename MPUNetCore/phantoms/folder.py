@@ -24,6 +24,7 @@ def write_lits_folder(
     spacing: Optional[Sequence[float]] = None,
     overwrite: bool = False,
     synthseg_fraction: float = 0.0,
+    slab_fraction: float = 0.0,
 ) -> List[Tuple[Path, Path]]:
     """Write phantoms as ``volume-N.nii.gz`` and ``segmentation-N.nii.gz``.
 
@@ -35,6 +36,8 @@ def write_lits_folder(
         spacing: fixed spacing ``(x, y, z)`` mm, or ``None`` for a drawn protocol per case.
         overwrite: replace existing files.
         synthseg_fraction: fraction of cases (chosen by seed) with randomised soft-tissue HU.
+        slab_fraction: fraction of cases (chosen by seed) with only 3-12 slices (a thin slab, like a
+            few slices exported from a scan), so that a model also learns to work with little z context.
 
     Returns:
         ``[(volume_path, segmentation_path), ...]`` in case order.
@@ -46,8 +49,9 @@ def write_lits_folder(
         raise ValueError(
             f"case numbers and seed must be non-negative integers; got cases={cases}, seed={seed}"
         )
-    if not 0 <= synthseg_fraction <= 1:
-        raise ValueError(f"synthseg_fraction must be in [0, 1]; got {synthseg_fraction}")
+    for name, value in (("synthseg_fraction", synthseg_fraction), ("slab_fraction", slab_fraction)):
+        if not 0 <= value <= 1:
+            raise ValueError(f"{name} must be in [0, 1]; got {value}")
     _check(shape, spacing, None, None)
     outdir = Path(outdir)
     names = [outdir / f"{kind}-{n}.nii.gz" for n in numbers for kind in ("volume", "segmentation")]
@@ -57,8 +61,12 @@ def write_lits_folder(
     written = []
     for n in numbers:
         s = case_seed(seed, n)
-        synth = bool(np.random.default_rng(s + 1).random() < synthseg_fraction)
-        image, label = make_phantom(s, shape, spacing, synthseg=synth)
+        choice = np.random.default_rng(s + 1).random(3)
+        synth = bool(choice[0] < synthseg_fraction)
+        size = tuple(shape)
+        if choice[1] < slab_fraction:
+            size = (min(size[0], 3 + int(choice[2] * 10)),) + size[1:]
+        image, label = make_phantom(s, size, spacing, synthseg=synth)
         volume = write_image(image, outdir / f"volume-{n}.nii.gz", overwrite)
         written.append((volume, write_image(label, outdir / f"segmentation-{n}.nii.gz", overwrite)))
     return written

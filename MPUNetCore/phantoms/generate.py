@@ -41,8 +41,8 @@ class PhantomCase:
 
 
 def _check(shape, spacing, n_tumors, phase) -> None:
-    if len(shape) != 3 or any(int(n) != n or n < 8 for n in shape):
-        raise ValueError(f"shape must be 3 integers (z, y, x), each >= 8; got {shape}")
+    if len(shape) != 3 or any(int(n) != n or n < low for n, low in zip(shape, (1, 8, 8))):
+        raise ValueError(f"shape must be 3 integers (z, y, x), z >= 1 and y, x >= 8; got {shape}")
     if spacing is not None and (len(spacing) != 3 or any(not sp > 0 for sp in spacing)):
         raise ValueError(f"spacing must be 3 positive numbers (x, y, z) in mm, or None; got {spacing}")
     if n_tumors is not None and (int(n_tumors) != n_tumors or not 0 <= n_tumors <= 50):
@@ -135,6 +135,7 @@ def build_phantom(
     sx, sy, sz = scanner.spacing
     fov = (nx * sx, ny * sy, nz * sz)
     P = fit_patient(rng, P, fov)
+    liver.shape_liver(rng, P)
     rotation, centre = draw_pose(rng, P, fov)
     table_z = float(rng.uniform(-400, 0))
     origin = (-(nx - 1) / 2 * sx, -(ny - 1) / 2 * sy, table_z - (nz - 1) / 2 * sz)
@@ -169,7 +170,7 @@ def build_phantom(
     codes = sampling.nearest(tissue) if tissues else None
     return PhantomCase(
         images[0], images[1], placed[0], scanner.phase, {n: float(mean[c]) for n, c in TISSUES.items()},
-        scanner, P, codes,
+        scanner, {k: v for k, v in P.items() if k != "liver_shape"}, codes,
     )  # fmt: skip
 
 

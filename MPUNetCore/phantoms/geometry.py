@@ -70,8 +70,8 @@ def draw_patient(rng: np.random.Generator) -> dict:
     B = A * rng.uniform(0.7, 0.95)
     P = {
         "A": A, "B": B, "Bp": B * rng.uniform(0.85, 0.95),
-        "tf": float(np.clip(rng.normal(6 + (A - 140) * 0.5, 6), 4, 50)), "tm": rng.uniform(7, 14),
-        "skin": rng.uniform(1.5, 2.5), "H": rng.uniform(150, 200),
+        "tf": float(np.clip(rng.normal(6 + (A - 145) * 0.4, 6), 4, 45)), "tm": rng.uniform(9, 18),
+        "skin": rng.uniform(1.5, 2.5), "H": rng.uniform(140, 185),
         "liver_volume": rng.uniform(1000, 2500), "left_dome": rng.uniform(10, 35), "Rv": rng.uniform(16, 22),
         "spine_depth": rng.uniform(52, 62), "arms_down": bool(rng.random() < 0.3),
         "table": bool(rng.random() < 0.75),
@@ -113,7 +113,10 @@ def fit_patient(rng: np.random.Generator, P: dict, fov: Sequence[float]) -> dict
 
 
 def draw_pose(rng: np.random.Generator, P: dict, fov: Sequence[float]) -> Tuple[np.ndarray, np.ndarray]:
-    """Patient rotation (3x3, patient -> scanner) and the patient point at the image centre (u, v, w)."""
+    """Patient rotation (3x3, patient -> scanner) and the patient point at the image centre (u, v, w).
+
+    ``P['liver_bottom']`` (from :func:`.liver.shape_liver`) places the field of view on the liver.
+    """
     angles = rng.uniform(-1, 1, 3) * (0.04, 0.04, 0.1) if rng.random() < 0.6 else np.zeros(3)
     cx, cy, cz = np.cos(angles)
     sx, sy, sz = np.sin(angles)
@@ -122,10 +125,10 @@ def draw_pose(rng: np.random.Generator, P: dict, fov: Sequence[float]) -> Tuple[
     rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
     slack = np.maximum(np.array(fov[:2]) / 2 - np.array([P["A"], P["B"]]), 0)
     centre_uv = rng.uniform(-0.3, 0.3, 2) * slack + (0, 0.15 * P["B"])  # the table side shows more
-    H, fz = P["H"], fov[2]
-    if fz < H:  # a short scan: centred on the liver
-        w = rng.uniform(-0.85 * H, -0.2 * H)
+    bottom, fz = P["liver_bottom"], fov[2]
+    if fz < -bottom:  # a short scan: centred on the liver
+        w = rng.uniform(0.9 * bottom, 0.15 * bottom)
     else:  # from liver-only to chest-abdomen-pelvis; the liver is at least partly inside
         margin = min(40 * P["s"], 0.45 * fz)
-        w = rng.uniform(-1.05 * H - fz / 2 + margin, fz / 2 - margin)
+        w = rng.uniform(bottom - fz / 2 + margin, fz / 2 - margin)
     return rz @ ry @ rx, np.array([centre_uv[0], centre_uv[1], w])

@@ -23,14 +23,14 @@ def _parts(rng: np.random.Generator, P: dict) -> List[Tuple]:
     j = rng.uniform(-0.06, 0.06, (4, 3)) * (A, B, H)
     left = rng.uniform(0.6, 1.3)  # the left lobe varies most between people
     parts = [
-        ((-0.45 * A, 0.05 * B, -0.45 * H), (0.5 * A, 0.78 * B, 0.55 * H), {"shear": rng.uniform(0.0, 0.35)}),
+        ((-0.42 * A, 0.0, -0.4 * H), (0.56 * A, 0.85 * B, 0.5 * H), {"shear": rng.uniform(0.0, 0.35)}),
         (
-            (0.1 * A, -0.5 * B, -0.22 * H),
-            (0.45 * A * left, 0.32 * B, 0.26 * H),
-            {"taper": rng.uniform(0.3, 0.8)},
+            (0.12 * A, -0.45 * B, -0.15 * H),
+            (0.5 * A * left, 0.38 * B, 0.25 * H),
+            {"taper": rng.uniform(0.3, 0.7)},
         ),
-        ((-0.1 * A, -0.45 * B, -0.35 * H), (0.25 * A, 0.38 * B, 0.35 * H), {}),
-        ((-0.04 * A, 0.1 * B, -0.3 * H), (0.1 * A, 0.16 * B, 0.22 * H), {}),
+        ((-0.08 * A, -0.4 * B, -0.3 * H), (0.3 * A, 0.45 * B, 0.35 * H), {}),
+        ((-0.02 * A, 0.12 * B, -0.3 * H), (0.12 * A, 0.18 * B, 0.2 * H), {}),
     ]
     return [(np.add(c, jj), np.asarray(r), kw) for (c, r, kw), jj in zip(parts, j)]
 
@@ -62,22 +62,35 @@ class LiverShape:
         return (level < grow) & (below > 0)
 
 
-def draw_liver(g: Grid, rng: np.random.Generator, P: dict) -> None:
-    """Paint the liver with a volume drawn from ``P['liver_volume']`` (ml), then its vessels."""
+def shape_liver(rng: np.random.Generator, P: dict) -> LiverShape:
+    """Draw the liver's shape and scale it to the volume ``P['liver_volume'] * s**3`` (ml).
+
+    The volume is set on a coarse 5 mm lattice of the whole (uncropped) liver; ``P['liver_scale']`` and
+    ``P['liver_bottom']`` (lowest ``w``, mm) record the result, so that the field of view can be placed.
+    """
     shape = LiverShape(rng, P)
     s = P["s"]
-    # the volume is set on a coarse 5 mm lattice of the whole (uncropped) liver, then painted
     span = np.array([1.3 * P["Ac"], 1.3 * P["Bc"], 1.4 * P["H"]])
     step = 5.0 * s
-    lattice = Grid(
-        *(np.arange(-a, a, step) + off for a, off in zip(span, (-0.1 * P["Ac"], 0, -0.5 * P["H"])))
-    )
+    offsets = (-0.1 * P["Ac"], 0, -0.5 * P["H"])
+    lattice = Grid(*(np.arange(-a, a, step) + off for a, off in zip(span, offsets)))
     full = (slice(None),) * 3
     cavity = _cavity(lattice, P)
     for _ in range(3):
         volume = (shape.mask(lattice, full) & cavity).sum() * step**3 / 1000
         shape.scale *= float(np.clip((P["liver_volume"] * s**3 / max(volume, 1.0)) ** (1 / 3), 0.7, 1.4))
+    inside = np.nonzero((shape.mask(lattice, full) & cavity).any((1, 2)))[0]
     P["liver_scale"] = shape.scale
+    P["liver_bottom"] = float(lattice.w[inside[0]]) if inside.size else -P["H"]
+    P["liver_shape"] = shape
+    return shape
+
+
+def draw_liver(g: Grid, rng: np.random.Generator, P: dict) -> None:
+    """Paint the liver drawn by :func:`shape_liver`, then its vessels and the gallbladder."""
+    shape = P["liver_shape"]
+    s = P["s"]
+    span = np.array([1.3 * P["Ac"], 1.3 * P["Bc"], 1.4 * P["H"]])
     box = g.box((-0.1 * P["Ac"], 0, -0.5 * P["H"]), span * max(shape.scale, 1.0))
     if box is None:
         return

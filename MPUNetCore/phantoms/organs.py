@@ -102,7 +102,7 @@ def draw_bowel(g: Grid, rng: np.random.Generator, P: dict) -> None:
         content = g.tissue[box] == T["bowel_content"]
         front = g.v[box[1]][None, :, None] < rng.uniform(-0.8, -0.4) * B
         g.tissue[box][content & front] = T["gas"]
-    lo = np.array([-0.6 * A, -0.8 * B, flex - 300 * s])
-    hi = np.array([0.6 * A, 0.3 * B, flex + 10 * s])
-    for _ in range(int(rng.integers(8, 16))):
-        _loop(g, rng, rng.uniform(lo, hi), rng.uniform(8, 15) * s, 6, 25 * s, (lo, hi), P)
+    lo = np.array([-0.75 * A, -0.85 * B, flex - 300 * s])
+    hi = np.array([0.75 * A, 0.4 * B, flex + 30 * s])
+    for _ in range(int(rng.integers(20, 34))):
+        _loop(g, rng, rng.uniform(lo, hi), rng.uniform(9, 18) * s, 8, 25 * s, (lo, hi), P)
