@@ -80,7 +80,9 @@ class MPUNetSegmentationParameterNode:
 
     inputVolume: vtkMRMLScalarVolumeNode
     model: str = DEFAULT_MODEL
-    modelPath: pathlib.Path
+    # str, not pathlib.Path: the wrapper's default Path() shows as "." in the path box; the box is synced
+    # by hand (_onModelPathChanged), as Slicer's ctkPathLineEdit connector only represents pathlib.Path
+    modelPath: str = ""
     device: Device = Device.AUTO
     quality: Quality = Quality.FAST
     postprocess: bool = True
@@ -123,6 +125,7 @@ class MPUNetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.modelComboBox.currentIndexChanged.connect(self._onModelChosen)
+        self.ui.modelPathLineEdit.currentPathChanged.connect(self._onModelPathChanged)
         self.ui.applyButton.clicked.connect(self.onApplyButton)
         self.ui.cancelButton.clicked.connect(self.onCancelButton)
         self.ui.compareButton.clicked.connect(self.onCompareButton)
@@ -202,6 +205,10 @@ class MPUNetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         if self._parameterNode:
             self._parameterNode.model = self.ui.modelComboBox.itemData(index) or ""
 
+    def _onModelPathChanged(self, path: str) -> None:
+        if self._parameterNode and self._parameterNode.modelPath != path:
+            self._parameterNode.modelPath = path
+
     def _updateGui(self, caller=None, event=None) -> None:
         p = self._parameterNode
         running = self.logic is not None and self.logic.isRunning
@@ -210,7 +217,9 @@ class MPUNetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             self.ui.modelComboBox.setCurrentIndex(index if index >= 0 else self.ui.modelComboBox.count - 1)
         localFile = bool(p) and not p.model
         self.ui.modelPathLineEdit.enabled = localFile
-        modelOk = bool(p) and (bool(p.model) or os.path.exists(str(p.modelPath)) and str(p.modelPath) != ".")
+        if p and self.ui.modelPathLineEdit.currentPath != p.modelPath:
+            self.ui.modelPathLineEdit.currentPath = p.modelPath
+        modelOk = bool(p) and (bool(p.model) or os.path.isfile(p.modelPath))
         self.ui.applyButton.enabled = bool(p and p.inputVolume and modelOk) and not running
         self.ui.applyButton.toolTip = (
             _("Segment the input volume") if p and p.inputVolume else _("Select a volume")
@@ -237,7 +246,7 @@ class MPUNetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         arguments = dict(
             inputVolume=p.inputVolume,
             outputSegmentation=p.outputSegmentation,
-            model=p.model or str(p.modelPath),
+            model=p.model or p.modelPath,
             device=p.device.value,
             tta=p.quality == Quality.ACCURATE,
             postprocess=p.postprocess,

@@ -73,7 +73,7 @@ def test_missing_module_is_reported_and_nothing_installed_without_consent() -> N
 def test_install_plan() -> None:
     with_extension = install_plan(["torch", "SimpleITK"], pytorch_utils_available=True)
     assert [(s.module, s.how, s.requirement) for s in with_extension] == [
-        ("torch", "pytorchutils", "torch>=2.0"),
+        ("torch", "pytorchutils", "torch>=2.1"),
         ("SimpleITK", "pip", "SimpleITK"),
     ]
     assert install_plan(["torch"], pytorch_utils_available=False)[0].how == "pip"

@@ -244,7 +244,7 @@ class SegmentationJob:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.poll():
             if deadline is not None and time.monotonic() > deadline:
-                self.cancel()
+                self.cancel(wait=True)  # a script's timeout: leave nothing running behind
                 raise TimeoutError(f"segmentation did not finish within {timeout} s; it was cancelled")
             time.sleep(interval)
         if self.state == self.CANCELLED:

@@ -204,6 +204,8 @@ class SavedViews:
         """Put every saved setting back (views made since are left as they are; the layout hides them)."""
         import slicer
 
+        if self.layout:  # first: the application resizes the views it shows again, then their geometry is set
+            layout_node().SetViewArrangement(self.layout)
         for composite, _ in self.composites:  # unlink first, so that restoring one view moves no other
             composite.SetLinkedControl(False)
             composite.SetHotLinkedControl(False)
@@ -225,8 +227,6 @@ class SavedViews:
         selection = slicer.app.applicationLogic().GetSelectionNode()
         if selection is not None:
             selection.SetActiveTableID(self.active_table)
-        if self.layout:
-            layout_node().SetViewArrangement(self.layout)
 
 
 def save_views() -> SavedViews:
