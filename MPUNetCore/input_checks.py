@@ -1,6 +1,6 @@
 """Checks every segmentation runs before it allocates anything: voxel values and the memory budget.
 
-Called by :func:`MPUNetCore.segment.segment_volume` (hence by ``mpunet segment``, the Slicer module's
+Called by :func:`MPUNetCore.pipeline.segment_volume` (hence by ``mpunet segment``, the Slicer module's
 background run and the batch script), so every entry point refuses and warns in the same words.
 """
 

@@ -225,7 +225,7 @@ def _wait_and_kill(process: subprocess.Popen, metrics: Path, rows: int, timeout:
 @pytest.mark.slow
 def test_train_kill_resume_evaluate_export_report(lits_dir, tmp_path):
     from MPUNetCore.bundle import load_bundle
-    from MPUNetCore.segment import segment_volume
+    from MPUNetCore.pipeline import segment_volume
     from MPUNetCore.volume_io import read_label_map, read_volume
     from Training.cli import main
     from Training.trainer import train

@@ -174,13 +174,9 @@ def TinyNet(classes: int, width: int):  # noqa: N802 - a factory that reads like
 
 
 def run_ours(ct, spacing, model, args, crop=False):
-    from MPUNetCore.inference import Preprocessing, segment
+    from MPUNetCore.inference import InferenceSettings, Preprocessing, segment
 
-    return segment(
-        ct,
-        spacing,
-        model,
-        Preprocessing(),
+    settings = InferenceSettings(
         window=tuple(args.window),
         overlap=args.overlap,
         blending=args.blending,
@@ -190,6 +186,7 @@ def run_ours(ct, spacing, model, args, crop=False):
         precision=args.precision,
         crop_to_body=crop,
     )
+    return segment(ct, spacing, model, Preprocessing(), settings)
 
 
 def run_ours_crop(ct, spacing, model, args):

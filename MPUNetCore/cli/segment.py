@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import List, Tuple
 
 from MPUNetCore.cli.progress import ProgressBar
+from MPUNetCore.inference.settings import InferenceSettings
+from MPUNetCore.model_card import ModelCard
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -93,14 +95,30 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps"
     )
-    parser.add_argument("--tta", action="store_true", help="test-time augmentation by mirroring (slower)")
+    parser.add_argument(
+        "--tta", action="store_true", default=None, help="test-time augmentation by mirroring (slower)"
+    )
     parser.add_argument(
         "--no-postprocess",
         dest="postprocess",
         action="store_false",
+        default=None,
         help="keep every liver component and tumours outside the liver",
     )
-    parser.add_argument("--batch-size", type=int, default=None, help="windows per forward pass")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="windows per forward pass (default: the card's)"
+    )
+
+
+def settings_from_args(args: argparse.Namespace, card: ModelCard) -> InferenceSettings:
+    """The card's `InferenceSettings` with the options given on the command line applied."""
+    given = {
+        "device": args.device,
+        "tta": args.tta,
+        "postprocess": args.postprocess,
+        "batch_size": args.batch_size,
+    }
+    return card.inference.replace(**{k: v for k, v in given.items() if v is not None})
 
 
 def load_model(args: argparse.Namespace):
@@ -131,10 +149,11 @@ def plan_outputs(args: argparse.Namespace) -> List[Tuple[str, Path, Path]]:
 
 def run(args: argparse.Namespace) -> int:
     from MPUNetCore.memory import OutOfMemory, is_out_of_memory, memory_error_message
-    from MPUNetCore.segment import segment_file
+    from MPUNetCore.pipeline import segment_file
 
     plan = plan_outputs(args)
     bundle = load_model(args)
+    settings = settings_from_args(args, bundle.card)
     failures = []
     for name, source, target in plan:
         start = time.perf_counter()
@@ -145,10 +164,7 @@ def run(args: argparse.Namespace) -> int:
                 bundle,
                 overwrite=args.overwrite,
                 series_uid=args.series,
-                device=args.device,
-                tta=args.tta,
-                postprocess=args.postprocess,
-                batch_size=args.batch_size,
+                settings=settings,
                 progress=ProgressBar(f"{name}: windows", args.progress),
                 allow_uneven_slices=args.allow_uneven_slices,
                 fill_nonfinite=args.fill_nonfinite,

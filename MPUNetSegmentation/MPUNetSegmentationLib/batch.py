@@ -202,7 +202,7 @@ def _segment_in_background(
     from .process import SegmentationOptions
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    settings = SegmentationOptions(options.model, options.device, options.tta, options.postprocess)
+    settings = SegmentationOptions.create(options.model, options.device, options.tta, options.postprocess)
     args = settings.command(options.python or python_executable(), source, target)
     if options.overwrite:
         args.append("--overwrite")

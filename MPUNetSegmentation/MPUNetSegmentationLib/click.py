@@ -169,12 +169,11 @@ class ClickSegmenter:
         return self
 
     def stop(self) -> None:
-        """Stop the worker and drop pending clicks; their temporary files go."""
-        self.worker.stop()
+        """Stop the worker (without waiting) and drop pending clicks; their files go once it is gone."""
+        folder, self._temp_dir = self._temp_dir, None
         self.pending = []
-        if self._temp_dir is not None:
-            shutil.rmtree(self._temp_dir, ignore_errors=True)
-            self._temp_dir = None
+        remove = None if folder is None else lambda: shutil.rmtree(folder, ignore_errors=True)
+        self.worker.stop(on_stopped=remove)
 
     def matches(self, model: Optional[str], device: str) -> bool:
         """True when this segmenter runs ``model`` on ``device`` (so it can be reused)."""

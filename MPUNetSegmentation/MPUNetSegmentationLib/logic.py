@@ -16,7 +16,7 @@ import csv
 import math
 import os
 from pathlib import Path
-from typing import Any, List, Optional, Union
+from typing import Any, List, Optional, Sequence, Union
 
 from .background import BackgroundCommand
 from .dependencies import EnvironmentReport, parse_probe_output, probe_command
@@ -85,9 +85,7 @@ class MPUNetLogic:
         """
         if self.isRunning:
             raise RuntimeError("a segmentation is already running: wait for it or cancel it first")
-        options = SegmentationOptions(
-            model=model or None, device=device, tta=bool(tta), postprocess=postprocess
-        )
+        options = SegmentationOptions.create(model, device, tta, postprocess)
         job = SegmentationJob(
             inputVolume,
             options,
@@ -114,17 +112,23 @@ class MPUNetLogic:
             self.job.cancel()
 
     # -- environment --
-    def startEnvironmentCheck(self) -> BackgroundCommand:
+    def startEnvironmentCheck(self, modules: Optional[Sequence[str]] = None) -> BackgroundCommand:
         """Start asking the background Python which packages it has and which GPU torch sees.
+
+        Args:
+            modules: the modules to try (default: ``dependencies.REQUIRED_MODULES``).
 
         Returns:
             The running command: poll ``done()`` (and ``read_lines()``), then :meth:`environmentReport`.
         """
         from .dependencies import background_environment, mpunetcore_root
 
-        command = BackgroundCommand(
-            probe_command(self.pythonExecutable), env=background_environment(), cwd=str(mpunetcore_root())
+        args = (
+            probe_command(self.pythonExecutable)
+            if modules is None
+            else probe_command(self.pythonExecutable, modules)
         )
+        command = BackgroundCommand(args, env=background_environment(), cwd=str(mpunetcore_root()))
         command.start()
         return command
 

@@ -199,23 +199,26 @@ class ModelWorkerClient:
         assert self.info is not None
         return self.info
 
-    def stop(self, wait: bool = False) -> None:
+    def stop(self, wait: bool = False, on_stopped: Optional[Callable[[], None]] = None) -> None:
         """Ask the worker to quit and stop its process group; safe to call at any time.
 
         Args:
             wait: False (default): return at once (a thread gives the worker two seconds, then kills and
                 reaps it). True: return once it is gone.
+            on_stopped: called once the worker's process group is gone (in the reaping thread).
         """
         command, self._command = self._command, None
         self.info = None
         if command is None:
+            if on_stopped is not None:
+                on_stopped()
             return
         try:
             if command.returncode is None:
                 command.send_line(json.dumps({"op": "quit"}))
         except (OSError, ValueError):
             pass
-        command.stop(grace=2.0, wait=wait)
+        command.stop(grace=2.0, wait=wait, on_stopped=on_stopped)
 
     @property
     def stderr_text(self) -> str:

@@ -20,12 +20,15 @@ import shutil
 import tempfile
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
 from .background import BackgroundCommand
 from .dependencies import background_environment, mpunetcore_root, python_executable
+
+if TYPE_CHECKING:
+    from MPUNetCore.inference.settings import InferenceSettings
 
 ProgressCallback = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
 LogCallback = Callable[[str], None]
@@ -61,30 +64,45 @@ class SegmentationCancelled(RuntimeError):
 
 @dataclass(frozen=True)
 class SegmentationOptions:
-    """What to run.
+    """What to run: a model and the settings the user chose.
 
     Attributes:
         model: registry name or bundle path (card .json, weights .pt or folder); None: the default model.
-        device: "auto", "cpu", "cuda", "cuda:N", "gpu" (= "cuda") or "mps".
-        tta: test-time augmentation by mirroring (slower, slightly more accurate).
-        postprocess: keep the largest liver component and tumours inside the liver.
+        settings: ``MPUNetCore``'s inference settings (torch-free). Of these, the device, test-time
+            augmentation and post-processing reach the background run (``mpunet segment`` options); the
+            window, overlap and the rest are the model card's.
     """
 
     model: Optional[str] = None
-    device: str = "auto"
-    tta: bool = False
-    postprocess: bool = True
+    settings: InferenceSettings = field(default_factory=lambda: _settings())
+
+    @classmethod
+    def create(
+        cls, model: Optional[str] = None, device: str = "auto", tta: bool = False, postprocess: bool = True
+    ) -> SegmentationOptions:
+        """Options from the module's controls.
+
+        Raises:
+            ValueError: on a device other than auto, cpu, cuda (or gpu), cuda:N or mps.
+        """
+        settings = _settings(device=device, tta=bool(tta), postprocess=bool(postprocess))
+        return cls(model=model or None, settings=settings)
+
+    @property
+    def device(self) -> str:
+        """The device as ``mpunet`` expects it ("gpu" already read as "cuda")."""
+        return self.settings.device
 
     def command(self, python: str, input_path: Path, output_path: Path) -> List[str]:
         """Return the command line of ``mpunet segment`` for these options."""
         from MPUNetCore.registry import DEFAULT_MODEL
 
         args = [python, "-m", "MPUNetCore", "segment", str(input_path), "-o", str(output_path)]
-        args += ["--model", str(self.model or DEFAULT_MODEL), "--device", normalized_device(self.device)]
+        args += ["--model", str(self.model or DEFAULT_MODEL), "--device", self.settings.device]
         args += ["--progress", "json"]
-        if self.tta:
+        if self.settings.tta:
             args.append("--tta")
-        if not self.postprocess:
+        if not self.settings.postprocess:
             args.append("--no-postprocess")
         return args
 
@@ -95,11 +113,14 @@ def normalized_device(device: str) -> str:
     Raises:
         ValueError: on anything but auto, cpu, cuda, cuda:N, gpu or mps.
     """
-    value = str(device).strip().lower()
-    value = "cuda" if value == "gpu" else value
-    if value in ("auto", "cpu", "cuda", "mps") or (value.startswith("cuda:") and value[5:].isdigit()):
-        return value
-    raise ValueError(f"device must be auto, cpu, cuda (or gpu), cuda:N or mps, not {device!r}")
+    return _settings(device=device).device
+
+
+def _settings(**values: Any) -> InferenceSettings:
+    # imported here: the module's file imports this package before MPUNetCore is on sys.path
+    from MPUNetCore.inference.settings import InferenceSettings
+
+    return InferenceSettings(**values)
 
 
 # Share of the progress bar each stage of a run takes: (start, end).
@@ -134,7 +155,6 @@ class SegmentationJob:
         log_callback: Optional[LogCallback] = None,
     ) -> None:
         _check_input(input_volume, output_segmentation)
-        normalized_device(options.device)
         self.input_volume = input_volume
         self.options = options
         self.output_segmentation = output_segmentation
@@ -224,7 +244,7 @@ class SegmentationJob:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.poll():
             if deadline is not None and time.monotonic() > deadline:
-                self.cancel()
+                self.cancel(wait=True)  # a script's timeout: leave nothing running behind
                 raise TimeoutError(f"segmentation did not finish within {timeout} s; it was cancelled")
             time.sleep(interval)
         if self.state == self.CANCELLED:

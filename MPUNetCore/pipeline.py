@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
 from MPUNetCore.bundle import Bundle
 from MPUNetCore.fileutils import check_writable
 from MPUNetCore.inference import Preprocessing, segment
+from MPUNetCore.inference.settings import InferenceSettings, resolve_settings
 from MPUNetCore.input_checks import WarnFn, checked_array
 from MPUNetCore.volume_io import Volume, read_volume, write_label_map
 
@@ -19,52 +20,44 @@ ProgressCallback = Callable[[int, int], None]
 def segment_volume(
     volume: Volume,
     bundle: Bundle,
-    device: str = "auto",
-    tta: bool = False,
-    postprocess: bool = True,
+    settings: Optional[InferenceSettings] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[Callable[[], bool]] = None,
-    batch_size: Optional[int] = None,
     max_memory: Union[None, str, int] = None,
     fill_nonfinite: Optional[float] = None,
     warn: Optional[WarnFn] = None,
+    **overrides: Any,
 ) -> np.ndarray:
-    """Label map of `volume` on its own grid, with the preprocessing and window its card prescribes.
+    """Label map of `volume` on its own grid, with the preprocessing and settings its card prescribes.
 
     Args:
         volume: the CT (array in z, y, x order, HU).
         bundle: the model and its card.
-        device: "auto", "cpu", "cuda", "cuda:N" or "mps".
-        tta: average over mirrored inputs (slower, slightly more accurate).
-        postprocess: keep the largest liver component and tumours inside the liver.
+        settings: how to run the model; None: the card's `inference` settings.
         progress: called as `progress(windows_done, windows_total)`.
         cancel: a `threading.Event` or zero-argument callable; when it turns true the run stops
             between windows with `InferenceCancelled`.
-        batch_size: windows per forward pass; the card's default when None.
         max_memory: memory budget ("4G", bytes) the estimated peak must fit; None: the memory available.
         fill_nonfinite: HU that replaces NaN/Inf voxels; None refuses a volume holding any.
         warn: called with each warning (values that do not look like CT, voxels replaced).
+        **overrides: single settings replacing those of `settings` (device, tta, postprocess,
+            batch_size, ...; see `InferenceSettings`); None values are ignored.
 
     Returns:
         A uint8 array of the volume's shape holding the card's class values.
     """
-    settings = dict(bundle.card.inference)
-    if batch_size is not None:
-        settings["batch_size"] = batch_size
+    base = settings if settings is not None else bundle.card.inference
+    chosen = resolve_settings(base, {k: v for k, v in overrides.items() if v is not None})
     preprocessing = Preprocessing.from_dict(bundle.card.preprocessing)
-    run = {**settings, "device": device}
-    array = checked_array(volume, bundle.model, preprocessing, run, max_memory, fill_nonfinite, warn)
+    array = checked_array(volume, bundle.model, preprocessing, chosen, max_memory, fill_nonfinite, warn)
     return segment(
         array,
         volume.spacing,
         bundle.model,
         preprocessing,
-        tta=tta,
-        postprocess=postprocess,
-        device=device,
+        chosen,
         progress=progress,
         cancel=cancel,
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()},
     )
 
 
@@ -89,7 +82,8 @@ def segment_file(
         overwrite: replace an existing output.
         series_uid: which series of a folder holding several.
         allow_uneven_slices: accept a DICOM series with gaps or uneven spacing (recorded in the output).
-        **options: passed to `segment_volume` (device, tta, postprocess, progress, cancel, ...).
+        **options: passed to `segment_volume` (settings, progress, cancel, or single settings such as
+            device, tta, postprocess).
 
     Returns:
         The output path.
