@@ -72,6 +72,10 @@ def checked_array(
     transform = plan_transform(volume.shape, volume.spacing, preprocessing)
     classes = int(getattr(model, "out_channels", 0) or 3)
     device = str(_setting(settings, "device", "cpu"))
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     multiple = int(getattr(model, "input_multiple", 8) or 1)
     window, padded = window_and_padded_grid(
         _setting(settings, "window", None), transform.network_shape, multiple
