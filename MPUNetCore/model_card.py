@@ -12,10 +12,10 @@ from typing import Any, Dict, List, Union
 
 from MPUNetCore import __version__
 from MPUNetCore.inference.settings import InferenceSettings, InferenceSettingsError
+from MPUNetCore.networks.registry import network_spec
 
 CARD_FORMAT = "mpunet-model-card"
 CARD_FORMAT_VERSION = 1
-NETWORKS = ("MPUNet", "UNet")
 
 
 class BundleError(ValueError):
@@ -83,10 +83,10 @@ class ModelCard:
         if missing:
             raise BundleError(f"{source} lacks the field(s) {', '.join(missing)}")
         arch = data["architecture"]
-        if arch.get("network") not in NETWORKS:
-            raise BundleError(
-                f"{source}: unknown network {arch.get('network')!r}; this version knows {', '.join(NETWORKS)}"
-            )
+        try:
+            network_spec(arch.get("network"), source).check(arch, source)
+        except ValueError as error:
+            raise BundleError(str(error)) from None
         try:
             classes = [
                 SegmentClass(int(c["value"]), str(c["name"]), list(c.get("color", [0.5] * 3)))

@@ -21,6 +21,7 @@ else:  # pragma: no cover - Python 3.9/3.10
 
 from MPUNetCore.fileutils import atomic_output
 from MPUNetCore.inference.settings import Blending, Precision
+from MPUNetCore.networks.registry import NETWORKS
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -95,8 +96,8 @@ SCHEMA: Dict[str, Dict[str, Field]] = {
         "slice_spacing": _f(1.0, "slice spacing in mm ('none' keeps the slices)", optional=True),
     },
     "model": {
-        "network": _f("MPUNet", "network class", ("MPUNet", "UNet")),
-        "preset": _f("released", "MPUNet preset", ("released", "paper")),
+        "network": _f("MPUNet", "network (MPUNetCore.networks.registry)", tuple(NETWORKS)),
+        "preset": _f("released", "MPUNet preset", NETWORKS["MPUNet"].presets),
         "channels": _f(
             None, "encoder widths (MPUNet: 5, UNet: 4); none: the network's default", item=int, kind=list
         ),

@@ -16,10 +16,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from torch import nn
 
-from MPUNetCore.bundle import build_network
 from MPUNetCore.cli.progress import ProgressBar
 from MPUNetCore.inference import segment, select_device
 from MPUNetCore.metrics import DiceAccumulator
+from MPUNetCore.networks.registry import build_network
 
 from .cache import preprocessing_from_config
 from .config import Config, classes_of, load_config

@@ -106,7 +106,8 @@ class EnvironmentGate:
                     action, self.pending = self.pending, None
                     action()
                 elif self._installed:
-                    self._fail("still missing after the installation: " + ", ".join(self.report.missing))
+                    lacking = [*self.report.missing, *self.report.outdated]  # outdated: too old
+                    self._fail("still missing or too old after the installation: " + ", ".join(lacking))
                 else:
                     self._offer_install(self.report)
 
