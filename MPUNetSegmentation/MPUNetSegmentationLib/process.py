@@ -215,7 +215,7 @@ class SegmentationJob:
         for name, line in self.command.read_lines():
             if name == "stderr" and line.startswith("{") and self._handle_event(line):
                 continue
-            self._log(line)
+            self._log(self._in_user_words(line))
         if not finished:
             return False
         try:
@@ -313,11 +313,17 @@ class SegmentationJob:
         self._progress(stage, done, total, f"{what} ({done}/{total})" if total else what)
         return True
 
+    def _in_user_words(self, text: str) -> str:
+        """``text`` with the run's temporary input file named as the volume node the user knows."""
+        if self.temp_dir is None:
+            return text
+        return text.replace(str(self.temp_dir / "input.nrrd"), f"volume '{self.input_volume.GetName()}'")
+
     def _finish(self, returncode: Optional[int]) -> None:
         if returncode != 0:
             stderr = self.stderr_text
             details = "\n".join(line for line in self.command.stderr_lines if not line.startswith('{"event"'))
-            details = details.strip() or "(no output)"
+            details = self._in_user_words(details.strip()) or "(no output)"
             if returncode is not None and returncode < 0:  # POSIX: killed by a signal, e.g. out of memory
                 details += f"\n(the process was killed by signal {-returncode}; was memory exhausted?)"
             self._fail(
