@@ -6,7 +6,7 @@ background run and the batch script), so every entry point refuses and warns in 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
 
@@ -24,15 +24,21 @@ def _setting(settings: Any, key: str, default: Any) -> Any:
     return default if value is None else value
 
 
-def window_voxels(window: Any, network_shape: Any) -> int:
-    """Voxels of one network window (None/0 entries: the full network extent on that axis)."""
+def window_and_padded_grid(window: Any, network_shape: Any, multiple: int) -> Tuple[int, Tuple[int, ...]]:
+    """Voxels of one window, and the network grid padded as the sliding window pads it.
+
+    None/0 window entries mean the full extent rounded up to ``multiple``; a grid smaller than the
+    window is padded up to the window (so a thin, tall grid can cost far more than its own voxels).
+    """
     sizes = list(window)[-3:] if window is not None else [None, None, None]
     while len(sizes) < 3:
         sizes.insert(0, 1)
-    total = 1
-    for size, full in zip(sizes, network_shape):
-        total *= int(full) if size in (None, 0) else min(int(size), int(full))
-    return total
+    win = [
+        -(-int(full) // multiple) * multiple if size in (None, 0) else int(size)
+        for size, full in zip(sizes, network_shape)
+    ]
+    padded = tuple(max(int(full), w) for full, w in zip(network_shape, win))
+    return win[0] * win[1] * win[2], padded
 
 
 def checked_array(
@@ -66,11 +72,19 @@ def checked_array(
     transform = plan_transform(volume.shape, volume.spacing, preprocessing)
     classes = int(getattr(model, "out_channels", 0) or 3)
     device = str(_setting(settings, "device", "cpu"))
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    multiple = int(getattr(model, "input_multiple", 8) or 1)
+    window, padded = window_and_padded_grid(
+        _setting(settings, "window", None), transform.network_shape, multiple
+    )
     needed = estimate_run_bytes(
         volume.shape,
-        transform.network_shape,
+        padded,
         classes,
-        window_voxels(_setting(settings, "window", None), transform.network_shape),
+        window,
         int(_setting(settings, "batch_size", 1)),
         first_layer_channels(model),
         activations_on_host=not device.startswith(("cuda", "mps")),

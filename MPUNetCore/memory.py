@@ -15,7 +15,7 @@ import re
 from typing import Optional, Sequence, Union
 
 #: Bytes of activations per window voxel and per channel of the first layer, for one window in eval
-#: mode (DESIGN §5: the released MPU-Net, 16 channels, needs about 3.4 GB for 48 x 256 x 256).
+#: mode (background §5: the released MPU-Net, 16 channels, needs about 3.4 GB for 48 x 256 x 256).
 ACTIVATION_BYTES_PER_VOXEL_CHANNEL = 70
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
 
@@ -103,13 +103,13 @@ def estimate_run_bytes(
 ) -> int:
     """Peak host memory of one segmentation, estimated from sizes only (no allocation).
 
-    The input as float32, the network-grid image and its accumulators (one per class plus the weight
-    sum), the label map and the activations of one batch of windows; post-processing (about 6 bytes
-    per input voxel) runs after the network-grid buffers are freed.
+    The input as float32, the network-grid image (and its padded copy) and its accumulators (one per
+    class plus the weight sum), the label map and the activations of one batch of windows;
+    post-processing (about 6 bytes per input voxel) runs after the network-grid buffers are freed.
 
     Args:
         input_shape: (z, y, x) of the input.
-        network_shape: (z, y, x) of the network grid.
+        network_shape: (z, y, x) of the network grid as padded for the sliding window.
         classes: output classes of the model.
         window_voxels: voxels of one network window.
         batch_size: windows per forward pass.
@@ -121,7 +121,7 @@ def estimate_run_bytes(
     """
     n_in, n_net = _product(input_shape), _product(network_shape)
     acts = window_voxels * batch_size * base_channels * ACTIVATION_BYTES_PER_VOXEL_CHANNEL
-    network_phase = n_in + 4 * (classes + 2) * n_net + (acts if activations_on_host else 0)
+    network_phase = n_in + 4 * (classes + 3) * n_net + (acts if activations_on_host else 0)
     return 4 * n_in + max(network_phase, 6 * n_in)
 
 

@@ -7,6 +7,7 @@ and :mod:`MPUNetCore.volume_io` turns them into :class:`~MPUNetCore.volume_io.Vo
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import struct
@@ -74,7 +75,10 @@ def _nifti_expected_bytes(header: bytes) -> Optional[int]:
         if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
             dims = struct.unpack(endian + "8h", header[40:56])
             bitpix = struct.unpack(endian + "h", header[72:74])[0]
-            offset = max(int(struct.unpack(endian + "f", header[108:112])[0]), 352)
+            vox_offset = struct.unpack(endian + "f", header[108:112])[0]
+            if not math.isfinite(vox_offset):
+                return None  # a damaged header: ITK's reader judges it
+            offset = max(int(vox_offset), 352)
             break
         if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
             bitpix = struct.unpack(endian + "h", header[14:16])[0]
@@ -112,6 +116,8 @@ def nifti_truncation(path: PathLike) -> Optional[str]:
         return None
     if not name.endswith(".nii.gz"):
         return None
+    if path.stat().st_size < 18:  # gzip header + trailer
+        return f"it holds only {path.stat().st_size} bytes"
     with open(path, "rb") as f:
         raw = f.read(4096)
         f.seek(-4, os.SEEK_END)
@@ -159,6 +165,11 @@ def read_failure_reason(path: PathLike, itk_message: str) -> Optional[str]:
         return (
             f"the file is truncated: it holds {short.group(2)} of the {short.group(1)} bytes of voxel data "
             "its header describes. Copy or export it again."
+        )
+    if "MetaImageIO" in itk_message and "No such file or directory" in itk_message and Path(path).is_file():
+        return (  # ITK's stale errno: the file is there, its header or data is what it could not read
+            "its MetaImage header is damaged or does not match the voxel data after it (ITK could not read "
+            "it). Copy or export it again."
         )
     if "Bad direction" in itk_message or "determinant is 0" in itk_message:
         return (

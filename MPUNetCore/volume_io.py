@@ -251,8 +251,12 @@ def _check_file_size_budget(path: Path, what: str, max_memory: Union[None, str, 
     voxels = 1
     for n in reader.GetSize():
         voxels *= int(n)
-    pixel = sitk.Image([1] * reader.GetDimension(), reader.GetPixelID(), reader.GetNumberOfComponents())
-    needed = voxels * (pixel.GetSizeOfPixelComponent() * reader.GetNumberOfComponents() + 4)
+    try:
+        one = sitk.Image([1, 1, 1], reader.GetPixelID(), reader.GetNumberOfComponents())
+        pixel_bytes = one.GetSizeOfPixelComponent() * reader.GetNumberOfComponents()
+    except RuntimeError:  # a pixel type SimpleITK cannot build: assume the widest
+        pixel_bytes = 8 * max(1, reader.GetNumberOfComponents())
+    needed = voxels * (pixel_bytes + 4)
     limit = budget(max_memory)
     if limit is not None and needed > limit:
         size = " x ".join(str(n) for n in reader.GetSize())
@@ -297,6 +301,12 @@ def _read_image(
                 f"--series {series_uid} was given but {path} is a file; series only apply to DICOM folders."
             )
         _check_file_size_budget(path, what, max_memory)
+        truncated = nifti_truncation(path)  # before reading: ITK would zero-fill the missing voxels
+        if truncated:
+            raise VolumeError(
+                f"cannot read {what} {path}: the file is corrupt or truncated ({truncated}). "
+                "Copy or export it again."
+            )
         failure = None
         with captured_stderr() as itk_output:
             try:
@@ -305,12 +315,6 @@ def _read_image(
                 failure = error
         if failure is not None:
             raise _unreadable(path, what, failure, itk_output) from None
-        truncated = nifti_truncation(path)
-        if truncated:
-            raise VolumeError(
-                f"cannot read {what} {path}: the file is corrupt or truncated ({truncated}). "
-                "Copy or export it again."
-            )
     components = image.GetNumberOfComponentsPerPixel()
     if components > 1:
         hint = (

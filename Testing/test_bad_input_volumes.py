@@ -3,7 +3,7 @@
 Each test runs the real ``mpunet segment`` command (in process, real SimpleITK on real files, a tiny real
 model) on a damaged input and checks the behaviour a careful user expects: the exit code, one line
 naming the file, the problem and the fix, no output file, the input byte-identical and nothing written
-anywhere else in the test's folder. The DICOM cases use the real CT series in ../shared/data/real.
+anywhere else in the test's folder. The DICOM cases use the real CT series committed under Testing/data/.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ import pytest
 import SimpleITK as sitk
 
 from MPUNetCore.cli import main
+from Testing.real_data import REAL_CT_DIR
 from Testing.slicer_models import write_phantom, write_tiny_bundle
 
-REAL_SERIES = (
-    Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real" / "dcmqi-liver-ct-3slice"
-)
+REAL_SERIES = REAL_CT_DIR
 ORIENTATION = b"1.000000\\0.000000\\0.000000\\0.000000\\1.000000\\0.000000"
 
 
@@ -66,8 +65,6 @@ def refused(capfd, tmp_path: Path, source: Path, model: Path, *extra: str) -> st
 
 
 def dicom_copy(tmp_path: Path) -> Path:
-    if not REAL_SERIES.is_dir():
-        pytest.skip(f"the real DICOM series is not at {REAL_SERIES} (a plain clone has no ../shared)")
     folder = tmp_path / "series"
     folder.mkdir()
     for path in sorted(REAL_SERIES.glob("*.dcm")):
@@ -309,3 +306,48 @@ def test_memory_sizes_parse_in_binary_units():
     for bad in ("", "4X", "-1G", "0"):
         with pytest.raises(ValueError):
             parse_memory(bad)
+
+
+# ------------------------------------------------------- the Slicer module shows the same messages
+
+
+def test_slicer_module_shows_the_same_refusal_naming_the_volume_node(
+    slicer_scene, tiny_model, tmp_path, phantom
+):
+    """The module's background run (real MRML, real process) fails with the command line's message."""
+    import slicer.util
+    from MPUNetSegmentationLib.logic import MPUNetLogic
+    from MPUNetSegmentationLib.process import SegmentationFailed
+
+    array = sitk.GetArrayFromImage(phantom).astype(np.float32)
+    array[2:4, 5:9, 10:13] = np.nan  # 24 voxels
+    source = save(array, phantom, tmp_path / "nan-ct.nrrd")
+    volume = slicer.util.loadVolume(str(source))
+    before = slicer.util.arrayFromVolume(volume).copy()
+    (tmp_path / "runs").mkdir()
+    logic = MPUNetLogic(temporaryDirectory=str(tmp_path / "runs"))
+    with pytest.raises(SegmentationFailed) as caught:
+        logic.process(volume, model=str(tiny_model), device="cpu")
+    message = str(caught.value)
+    assert caught.value.returncode == 2
+    assert "volume 'nan-ct' has 24 voxels that are NaN or infinite" in message and "Traceback" not in message
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(volume), before)
+    assert slicer.mrmlScene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 0
+
+
+def test_slicer_module_logs_the_not_ct_warning(slicer_scene, tiny_model, tmp_path, phantom):
+    import slicer.util
+    from MPUNetSegmentationLib.logic import MPUNetLogic
+
+    source = save(
+        np.clip(sitk.GetArrayFromImage(phantom), 0, 255).astype(np.uint8), phantom, tmp_path / "u8.nrrd"
+    )
+    volume = slicer.util.loadVolume(str(source))
+    (tmp_path / "runs").mkdir()
+    logged = []
+    segmentation = MPUNetLogic(temporaryDirectory=str(tmp_path / "runs")).process(
+        volume, model=str(tiny_model), device="cpu", logCallback=logged.append
+    )
+    assert segmentation is not None
+    warnings = [line for line in logged if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "volume 'u8' holds values 0..255: an 8-bit image" in warnings[0]
