@@ -41,15 +41,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from MPUNetCore.cases import discover_cases
     from MPUNetCore.evaluation import write_metrics
     from MPUNetCore.fileutils import check_writable
     from MPUNetCore.output_guard import input_files, refuse_outputs_onto_inputs, reserve_output
 
     if args.out is None:
         return 0 if _evaluate(args) is not None else 1
+    cases = discover_cases(args.pred) + discover_cases(args.ref, kind="label")
+    refuse_outputs_onto_inputs([args.out], input_files(case.path for case in cases))
     if args.out.suffix.lower() not in (".csv", ".json"):
         raise ValueError(f"--out {args.out}: name the metrics file with .csv or .json")
-    refuse_outputs_onto_inputs([args.out], input_files([args.pred, args.ref]))
     check_writable(args.out, args.overwrite)
     with reserve_output(args.out):  # a second run writing the same file refuses at once
         accumulator = _evaluate(args)

@@ -187,9 +187,12 @@ def planned_outputs(output: Path, cases: Sequence[Any]) -> List[Path]:
 
 def batch_inputs(options: BatchOptions, cases: Sequence[Any]) -> List[Path]:
     """Every file a batch run reads: the CTs (DICOM folders' files), the references, the model's files."""
+    from MPUNetCore.cases import is_image_file
     from MPUNetCore.output_guard import input_files
 
-    paths: List[Any] = [case.path for case in cases] + [options.labels]
+    paths: List[Any] = [case.path for case in cases]
+    if options.labels is not None:
+        paths += [p for p in Path(options.labels).iterdir() if is_image_file(p)]
     model = Path(options.model) if options.model else None
     if model is not None and model.exists():
         paths += [model] if model.is_dir() else [model, model.with_suffix(".json"), model.with_suffix(".pt")]
