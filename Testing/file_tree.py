@@ -9,7 +9,7 @@ from typing import Dict, Union
 
 
 def snapshot(root: Union[str, Path]) -> Dict[str, str]:
-    """Every entry under `root`: files by SHA-256 of their bytes, folders and links by kind and target.
+    """Every entry under `root`: files by SHA-256 of their bytes, other entries by kind (links: target).
 
     Args:
         root: the folder to record (links are recorded, not followed).
@@ -27,6 +27,8 @@ def snapshot(root: Union[str, Path]) -> Dict[str, str]:
                 entries[key] = f"link -> {os.readlink(path)}"
             elif path.is_dir():
                 entries[key] = "folder"
+            elif not path.is_file():  # a pipe or device: reading it could block
+                entries[key] = "special file"
             else:
                 entries[key] = hashlib.sha256(path.read_bytes()).hexdigest()
     return entries
