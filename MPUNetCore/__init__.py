@@ -42,8 +42,8 @@ _EXPORTS = {
     "load_bundle": "MPUNetCore.bundle",
     "save_bundle": "MPUNetCore.bundle",
     "ModelCard": "MPUNetCore.bundle",
-    "segment_volume": "MPUNetCore.segment",
-    "segment_file": "MPUNetCore.segment",
+    "segment_volume": "MPUNetCore.pipeline",
+    "segment_file": "MPUNetCore.pipeline",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -25,7 +25,6 @@ from torch import nn
 from MPUNetCore.fileutils import atomic_output, check_writable, sha256_of
 from MPUNetCore.model_card import (  # noqa: F401  (re-exported: the card is half of the bundle API)
     CARD_FORMAT,
-    NETWORKS,
     BundleError,
     ModelCard,
     SegmentClass,
@@ -33,6 +32,7 @@ from MPUNetCore.model_card import (  # noqa: F401  (re-exported: the card is hal
     read_card,
 )
 from MPUNetCore.model_card import weights_path as checked_weights_path
+from MPUNetCore.networks.registry import build_network  # noqa: F401  (re-exported for bundle users)
 
 
 @dataclass
@@ -42,32 +42,6 @@ class Bundle:
     card: ModelCard
     model: nn.Module
     path: Optional[Path] = None
-
-
-def build_network(architecture: Dict[str, Any]) -> nn.Module:
-    """Instantiate the network an architecture record describes (weights left at initialisation).
-
-    Args:
-        architecture: `{"network": "MPUNet"|"UNet", "preset": ..., "spatial_dims": ...,
-            "in_channels": ..., "out_channels": ..., "overrides": {...}}`.
-
-    Returns:
-        The network, in eval mode.
-    """
-    from MPUNetCore import networks
-
-    kwargs = {
-        k: architecture[k] for k in ("spatial_dims", "in_channels", "out_channels") if k in architecture
-    }
-    overrides = dict(architecture.get("overrides", {}))
-    for key, value in overrides.items():  # JSON has no tuples
-        if isinstance(value, list):
-            overrides[key] = tuple(value)
-    if architecture["network"] == "MPUNet":
-        model = networks.MPUNet(preset=architecture.get("preset", "released"), **kwargs, **overrides)
-    else:
-        model = networks.UNet(**kwargs, **overrides)
-    return model.eval()
 
 
 def load_bundle(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> Bundle:
@@ -95,7 +69,7 @@ def load_bundle(path: Union[str, Path], device: Union[str, torch.device] = "cpu"
     state = read_weights(weights_path)
     try:
         model = build_network(card.architecture)
-    except (TypeError, ValueError) as error:
+    except ValueError as error:
         raise BundleError(f"{card_path}: the architecture cannot be built by this version: {error}") from None
     own = model.state_dict()
     missing = [k for k in own if k not in state]

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Union
 
 from MPUNetCore import __version__
+from MPUNetCore.inference.settings import InferenceSettings, InferenceSettingsError
+from MPUNetCore.networks.registry import network_spec
 
 CARD_FORMAT = "mpunet-model-card"
 CARD_FORMAT_VERSION = 1
-NETWORKS = ("MPUNet", "UNet")
 
 
 class BundleError(ValueError):
@@ -39,7 +40,7 @@ class ModelCard:
     architecture: Dict[str, Any]
     classes: List[SegmentClass]
     preprocessing: Dict[str, Any]
-    inference: Dict[str, Any] = field(default_factory=dict)
+    inference: InferenceSettings = field(default_factory=InferenceSettings)
     version: str = "0.0.0"
     description: str = ""
     intended_use: str = "Research use only; not for clinical use."
@@ -49,16 +50,19 @@ class ModelCard:
     license: str = ""
     mpunet_version: str = __version__
 
-    @property
-    def foreground_classes(self) -> List[SegmentClass]:
-        """Every class but the background (value 0)."""
-        return [c for c in self.classes if c.value != 0]
+    def __post_init__(self) -> None:
+        if not isinstance(self.inference, InferenceSettings):  # a JSON-style dict
+            self.inference = _inference_settings(self.inference, f"model card {self.name!r}")
 
     def to_dict(self) -> Dict[str, Any]:
         """The card as JSON-ready data, with the format tag first."""
         data: Dict[str, Any] = {"format": CARD_FORMAT, "format_version": CARD_FORMAT_VERSION}
         for key, value in self.__dict__.items():
-            data[key] = [c.__dict__ for c in value] if key == "classes" else value
+            if key == "classes":
+                value = [c.__dict__ for c in value]
+            elif key == "inference":
+                value = value.to_dict()
+            data[key] = value
         return data
 
     @classmethod
@@ -75,10 +79,10 @@ class ModelCard:
         if missing:
             raise BundleError(f"{source} lacks the field(s) {', '.join(missing)}")
         arch = data["architecture"]
-        if arch.get("network") not in NETWORKS:
-            raise BundleError(
-                f"{source}: unknown network {arch.get('network')!r}; this version knows {', '.join(NETWORKS)}"
-            )
+        try:
+            network_spec(arch.get("network"), source).check(arch, source)
+        except ValueError as error:
+            raise BundleError(str(error)) from None
         try:
             classes = [
                 SegmentClass(int(c["value"]), str(c["name"]), list(c.get("color", [0.5] * 3)))
@@ -94,8 +98,17 @@ class ModelCard:
                 f"{len(classes)} classes"
             )
         known = set(cls.__dataclass_fields__)
-        fields = {k: v for k, v in data.items() if k in known and k != "classes"}
-        return cls(classes=classes, **fields)
+        fields = {k: v for k, v in data.items() if k in known and k not in ("classes", "inference")}
+        inference = _inference_settings(data.get("inference"), source)
+        return cls(classes=classes, inference=inference, **fields)
+
+
+def _inference_settings(data: Any, source: str) -> InferenceSettings:
+    """The card's ``inference`` section as settings; a bad one is a `BundleError` naming ``source``."""
+    try:
+        return InferenceSettings.from_dict(data, source=f"{source}: 'inference'")
+    except InferenceSettingsError as error:
+        raise BundleError(str(error)) from None
 
 
 def card_path_for(path: Union[str, Path]) -> Path:

@@ -6,12 +6,17 @@ and :mod:`MPUNetCore.volume_io` turns them into :class:`~MPUNetCore.volume_io.Vo
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import re
 import struct
+import sys
+import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple, Union
+from typing import Iterator, List, Optional, Tuple, Union
 
 import SimpleITK as sitk
 
@@ -70,7 +75,10 @@ def _nifti_expected_bytes(header: bytes) -> Optional[int]:
         if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
             dims = struct.unpack(endian + "8h", header[40:56])
             bitpix = struct.unpack(endian + "h", header[72:74])[0]
-            offset = max(int(struct.unpack(endian + "f", header[108:112])[0]), 352)
+            vox_offset = struct.unpack(endian + "f", header[108:112])[0]
+            if not math.isfinite(vox_offset):
+                return None  # a damaged header: ITK's reader judges it
+            offset = max(int(vox_offset), 352)
             break
         if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
             bitpix = struct.unpack(endian + "h", header[14:16])[0]
@@ -108,6 +116,8 @@ def nifti_truncation(path: PathLike) -> Optional[str]:
         return None
     if not name.endswith(".nii.gz"):
         return None
+    if path.stat().st_size < 18:  # gzip header + trailer
+        return f"it holds only {path.stat().st_size} bytes"
     with open(path, "rb") as f:
         raw = f.read(4096)
         f.seek(-4, os.SEEK_END)
@@ -135,3 +145,63 @@ def nifti_truncation(path: PathLike) -> Optional[str]:
     if total < expected:
         return f"it decompresses to {total} bytes but its header describes {expected}"
     return None
+
+
+def read_failure_reason(path: PathLike, itk_message: str) -> Optional[str]:
+    """A plain-words reason (with the fix) for an ITK read failure that ITK itself words badly.
+
+    ITK reports a truncated MetaImage as "Reason: No such file or directory" (a stale errno) and a
+    singular direction matrix by printing the matrix; both are recognised from the message.
+
+    Args:
+        path: the file that failed.
+        itk_message: the text of SimpleITK's exception.
+
+    Returns:
+        The reason and fix, or None for other failures.
+    """
+    short = re.search(r"data not read completely\s*ideal = (\d+) : actual = (\d+)", itk_message)
+    if short:
+        return (
+            f"the file is truncated: it holds {short.group(2)} of the {short.group(1)} bytes of voxel data "
+            "its header describes. Copy or export it again."
+        )
+    if "MetaImageIO" in itk_message and "No such file or directory" in itk_message and Path(path).is_file():
+        return (  # ITK's stale errno: the file is there, its header or data is what it could not read
+            "its MetaImage header is damaged or does not match the voxel data after it (ITK could not read "
+            "it). Copy or export it again."
+        )
+    if "Bad direction" in itk_message or "determinant is 0" in itk_message:
+        return (
+            "its header's direction matrix is singular (all zero, or axes that are not independent), so the "
+            "image has no orientation. Set the direction cosines in the header (e.g. TransformMatrix = "
+            "1 0 0 0 1 0 0 0 1 for an axial image) or export it again."
+        )
+    return None
+
+
+@contextlib.contextmanager
+def captured_stderr() -> Iterator[List[str]]:
+    """Collect what C++ code (ITK's MetaIO, GDCM) prints on file descriptor 2 during the block.
+
+    Those libraries write warnings straight to the process's stderr, bypassing Python; the text is
+    kept (the list holds it after the block) so that real problems can be reported in our own words.
+    """
+    text: List[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2 (e.g. a GUI process without a console)
+        saved = None
+    if saved is None:
+        yield text
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield text
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            text.append(tmp.read(65536).decode("utf-8", errors="replace"))

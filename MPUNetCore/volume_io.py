@@ -16,9 +16,20 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 import SimpleITK as sitk
 
+from . import dicom_checks
 from .fileutils import atomic_output, split_extension
 from .output_guard import LABEL_MAP_FORMATS, OutputFormatError, check_label_map_format
-from .volume_checks import DicomSeries, list_dicom_series, nifti_truncation
+from .volume_checks import (
+    DicomSeries,
+    captured_stderr,
+    list_dicom_series,
+    nifti_truncation,
+    read_failure_reason,
+)
+
+# ITK prints its own warnings (e.g. "Non uniform sampling or missing slices detected") straight onto
+# stderr; the checks here detect those problems and report them as our own messages instead.
+sitk.ProcessObject.SetGlobalWarningDisplay(False)
 
 __all__ = ["DicomSeries", "Volume", "VolumeError", "case_name", "list_dicom_series", "read_label_map"]
 __all__ += ["read_volume", "split_extension", "write_image", "write_label_map"]
@@ -53,6 +64,8 @@ class Volume:
         direction: row-major 3x3 direction cosines (columns are the x, y, z axes), as SimpleITK.
         path: the file or DICOM folder it came from (``None`` if built in memory).
         name: case name (file name without image extension) or ``""``.
+        notes: what was accepted only because the user asked (e.g. uneven DICOM slices); written into
+            the header of label maps made on this grid (NIfTI description, NRRD/MHA ``ITK_FileNotes``).
     """
 
     array: np.ndarray
@@ -61,6 +74,7 @@ class Volume:
     direction: Tuple[float, ...]
     path: Optional[Path] = None
     name: str = field(default="")
+    notes: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.array.ndim != 3:
@@ -129,6 +143,8 @@ class Volume:
         image.SetSpacing(self.spacing)
         image.SetOrigin(self.origin)
         image.SetDirection(self.direction)
+        if self.notes:
+            image.SetMetaData("ITK_FileNotes", "; ".join(self.notes))
         return image
 
 
@@ -141,8 +157,18 @@ def _sitk_reason(error: Exception) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-def _read_dicom_folder(folder: Path, series_uid: Optional[str]) -> sitk.Image:
-    series = list_dicom_series(folder)
+def _read_dicom_folder(folder: Path, series_uid: Optional[str], allow_uneven: bool) -> Tuple[sitk.Image, str]:
+    """Read one complete, evenly spaced series of a folder; returns the image and a note ('' or why)."""
+    with captured_stderr():  # GDCM's own warnings about files it skips; they are checked below
+        series = list_dicom_series(folder)
+    unreadable = dicom_checks.unlisted_dicom_files(folder, [f for s in series for f in s.files])
+    if unreadable:
+        raise VolumeError(
+            f"DICOM folder {folder}: {', '.join(unreadable[:6])}"
+            + (f" and {len(unreadable) - 6} more" if len(unreadable) > 6 else "")
+            + " cannot be read as DICOM slices (truncated or corrupt), so the series would be missing them. "
+            "Copy or export the series again, or move files that do not belong to it out of the folder."
+        )
     if not series:
         subfolders = [p.name for p in folder.iterdir() if p.is_dir()]
         hint = ""
@@ -170,10 +196,25 @@ def _read_dicom_folder(folder: Path, series_uid: Optional[str]) -> sitk.Image:
         )
     else:
         chosen_series = series[0]
+    note = ""
+    with captured_stderr():
+        problem = dicom_checks.series_problem(chosen_series.files)
+    if problem is not None and not (problem.uneven and allow_uneven):
+        fix = (
+            " Export the complete series again; to segment it anyway on an evenly spaced approximation, "
+            "pass --allow-uneven-slices (the output records it)."
+            if problem.uneven
+            else " Keep one slice per position and one orientation in the folder (move the others out), "
+            "or export the series again."
+        )
+        raise VolumeError(f"DICOM series in {folder}: {problem.message}.{fix}")
+    if problem is not None:
+        note = "MPUNet: uneven DICOM slices accepted (--allow-uneven-slices)"
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(chosen_series.files))
     try:
-        return reader.Execute()
+        with captured_stderr():
+            return reader.Execute(), note
     except RuntimeError as error:
         raise VolumeError(
             f"cannot read DICOM series {chosen_series.uid} in {folder}: {_sitk_reason(error)}. "
@@ -181,31 +222,97 @@ def _read_dicom_folder(folder: Path, series_uid: Optional[str]) -> sitk.Image:
         ) from None
 
 
-def _read_image(path: PathLike, series_uid: Optional[str], what: str) -> Tuple[sitk.Image, Path]:
-    """Read a file or DICOM folder and check it is one 3D scalar volume."""
+def _unreadable(path: Path, what: str, error: Exception, itk_output: Sequence[str] = ()) -> VolumeError:
+    known = read_failure_reason(path, str(error) + "\n" + "".join(itk_output))
+    if known:
+        return VolumeError(f"cannot read {what} {path}: {known}")
+    return VolumeError(
+        f"cannot read {what} {path}: the file is corrupt, truncated or not an image format SimpleITK "
+        f"knows ({_sitk_reason(error)}). Use NIfTI (.nii/.nii.gz), NRRD, MHA or a DICOM folder."
+    )
+
+
+def _check_file_size_budget(path: Path, what: str, max_memory: Union[None, str, int]) -> None:
+    """Refuse, from the header alone, a file whose voxels would not fit in memory (before reading them)."""
+    from .memory import budget, format_bytes
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    failure = None
+    with captured_stderr() as itk_output:
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError as error:
+            failure = error
+    if failure is not None:
+        raise _unreadable(path, what, failure, itk_output) from None
+    voxels = 1
+    for n in reader.GetSize():
+        voxels *= int(n)
+    try:
+        one = sitk.Image([1, 1, 1], reader.GetPixelID(), reader.GetNumberOfComponents())
+        pixel_bytes = one.GetSizeOfPixelComponent() * reader.GetNumberOfComponents()
+    except RuntimeError:  # a pixel type SimpleITK cannot build: assume the widest
+        pixel_bytes = 8 * max(1, reader.GetNumberOfComponents())
+    needed = voxels * (pixel_bytes + 4)
+    limit = budget(max_memory)
+    if limit is not None and needed > limit:
+        size = " x ".join(str(n) for n in reader.GetSize())
+        raise VolumeError(
+            f"{what} {path}: its header describes {size} voxels, which need about {format_bytes(needed)} "
+            f"of memory to read, more than the budget of {format_bytes(limit)}. Check the image size in the "
+            "header (a damaged header?), or raise --max-memory on a machine with more memory."
+        )
+
+
+def _check_direction(image: sitk.Image, path: Path, what: str) -> None:
+    """Refuse a direction matrix that is not a rotation (writers would store a different geometry)."""
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    error = float(np.max(np.abs(direction.T @ direction - np.eye(3))))
+    if error > 1e-3:
+        rows = "; ".join(" ".join(f"{v:.4g}" for v in row) for row in direction)
+        raise VolumeError(
+            f"{what} {path} has a direction matrix that is not orthonormal ({rows}): it shears or scales the "
+            "axes, which label-map formats cannot store, so the output would not lie on the input's grid. "
+            "Fix the header (direction cosines must be unit length and at right angles, e.g. "
+            "TransformMatrix = 1 0 0 0 1 0 0 0 1), or resample the image onto an orthonormal grid first."
+        )
+
+
+def _read_image(
+    path: PathLike,
+    series_uid: Optional[str],
+    what: str,
+    allow_uneven: bool = False,
+    max_memory: Union[None, str, int] = None,
+) -> Tuple[sitk.Image, Path, str]:
+    """Read a file or DICOM folder and check it is one 3D scalar volume; returns (image, path, note)."""
     path = Path(path).expanduser()
+    note = ""
     if not path.exists():
         raise VolumeError(f"{what} {path} does not exist; check the path (and that the disk is mounted).")
     if path.is_dir():
-        image = _read_dicom_folder(path, series_uid)
+        image, note = _read_dicom_folder(path, series_uid, allow_uneven)
     else:
         if series_uid is not None:
             raise VolumeError(
                 f"--series {series_uid} was given but {path} is a file; series only apply to DICOM folders."
             )
-        try:
-            image = sitk.ReadImage(str(path))
-        except RuntimeError as error:
-            raise VolumeError(
-                f"cannot read {what} {path}: the file is corrupt, truncated or not an image format SimpleITK "
-                f"knows ({_sitk_reason(error)}). Use NIfTI (.nii/.nii.gz), NRRD, MHA or a DICOM folder."
-            ) from None
-        truncated = nifti_truncation(path)
+        _check_file_size_budget(path, what, max_memory)
+        truncated = nifti_truncation(path)  # before reading: ITK would zero-fill the missing voxels
         if truncated:
             raise VolumeError(
                 f"cannot read {what} {path}: the file is corrupt or truncated ({truncated}). "
                 "Copy or export it again."
             )
+        failure = None
+        with captured_stderr() as itk_output:
+            try:
+                image = sitk.ReadImage(str(path))
+            except RuntimeError as error:
+                failure = error
+        if failure is not None:
+            raise _unreadable(path, what, failure, itk_output) from None
     components = image.GetNumberOfComponentsPerPixel()
     if components > 1:
         hint = (
@@ -234,24 +341,37 @@ def _read_image(path: PathLike, series_uid: Optional[str], what: str) -> Tuple[s
             f"{what} {path} is a single DICOM slice; pass the folder {path.parent} that holds the whole "
             "series."
         )
-    return image, path
+    _check_direction(image, path, what)
+    return image, path, note
 
 
-def read_volume(path: PathLike, series_uid: Optional[str] = None) -> Volume:
+def read_volume(
+    path: PathLike,
+    series_uid: Optional[str] = None,
+    allow_uneven_slices: bool = False,
+    max_memory: Union[None, str, int] = None,
+) -> Volume:
     """Read a CT volume with its geometry.
 
     Args:
         path: NIfTI (.nii, .nii.gz), NRRD, MHA/MHD file, or a folder holding a DICOM series.
         series_uid: SeriesInstanceUID to pick when a DICOM folder holds several series.
+        allow_uneven_slices: accept a DICOM series with gaps or uneven slice spacing (read on ITK's evenly
+            spaced approximation); the volume's ``notes`` record it. Refused otherwise.
+        max_memory: memory budget for reading ("4G", bytes); None: the memory available now.
 
     Returns:
         The volume, with a float32 array (DICOM rescale slope/intercept applied, i.e. HU for CT).
 
     Raises:
-        VolumeError: missing path, unreadable file, not a 3D scalar image, no/ambiguous/unknown series.
+        VolumeError: missing path, unreadable file, not a 3D scalar image, no/ambiguous/unknown series,
+            unreadable/duplicated/misoriented/unevenly spaced DICOM slices, a non-orthonormal direction,
+            a size over the memory budget.
     """
-    image, path = _read_image(path, series_uid, "volume")
-    return Volume.from_image(image, path, dtype=np.float32)
+    image, path, note = _read_image(path, series_uid, "volume", allow_uneven_slices, max_memory)
+    volume = Volume.from_image(image, path, dtype=np.float32)
+    volume.notes = (note,) if note else ()
+    return volume
 
 
 def read_label_map(path: PathLike, allowed_labels: Sequence[int] = (0, 1, 2)) -> Volume:
@@ -267,7 +387,7 @@ def read_label_map(path: PathLike, allowed_labels: Sequence[int] = (0, 1, 2)) ->
     Raises:
         VolumeError: as :func:`read_volume`, non-integer values, or label values not in ``allowed_labels``.
     """
-    image, path = _read_image(path, None, "label map")
+    image, path, _ = _read_image(path, None, "label map")
     array = sitk.GetArrayFromImage(image)
     allowed = sorted({int(v) for v in allowed_labels})
     if array.dtype.kind == "f":

@@ -14,7 +14,9 @@ to stderr.
   ``{"event": "error", "message": ...}`` and exit code 2.
 * Request ``{"id": 7, "op": "segment", "input": "crop.nrrd", "output": "labels.nrrd", "tta": false,
   "postprocess": false, "window": [D, H, W]}``: the volume file is segmented with the card's preprocessing
-  and window (or the one given) and the label map written with exactly its geometry. Answer
+  and inference settings (see ``MPUNetCore.inference.InferenceSettings``; TTA and post-processing off
+  unless asked for), any setting the request names replacing the card's, and the label map is written
+  with exactly its geometry. An unknown setting is an error that names the valid ones. Answer
   ``{"event": "done", "id": 7, "seconds": s, "shape": [z, y, x]}``, or
   ``{"event": "error", "id": 7, "message": ...}`` (the worker keeps serving).
 * ``{"op": "quit"}`` or the end of stdin ends the worker with exit code 0.
@@ -26,7 +28,13 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, Dict, List, Optional, TextIO
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, TextIO
+
+if TYPE_CHECKING:
+    from MPUNetCore.inference.settings import InferenceSettings
+
+
+_REQUEST_FIELDS = ("id", "op", "input", "output")
 
 
 def _send(stream: TextIO, **event: Any) -> None:
@@ -35,11 +43,8 @@ def _send(stream: TextIO, **event: Any) -> None:
 
 
 def _window(card: Any) -> List[Optional[int]]:
-    """The network-space window of a card (None or 0 entries: the full extent of that axis)."""
-    from MPUNetCore.inference.engine import DEFAULT_WINDOW
-
-    window = card.inference.get("window", DEFAULT_WINDOW)
-    return [None if w in (None, 0) else int(w) for w in window]
+    """The network-space window of a card (None entries: the full extent of that axis)."""
+    return list(card.inference.window)
 
 
 def click_window(card: Any) -> List[Optional[int]]:
@@ -48,9 +53,9 @@ def click_window(card: Any) -> List[Optional[int]]:
     In order: the card's ``inference.click_window``; the training patch (``training.config.train.patch``,
     as ``mpunet-train`` records it); else the whole-volume window (:func:`_window`).
     """
-    explicit = card.inference.get("click_window")
+    explicit = card.inference.click_window
     if explicit:
-        return [None if w in (None, 0) else int(w) for w in explicit]
+        return list(explicit)
     config = card.training.get("config") if isinstance(card.training, dict) else None
     patch = (config or {}).get("train", {}).get("patch") if isinstance(config, dict) else None
     if (
@@ -83,6 +88,8 @@ class ModelWorker:
         self.card = self.bundle.card
         self.preprocessing = Preprocessing.from_dict(self.card.preprocessing)
         self.window = _window(self.card)
+        # requests run with the card's settings on the loaded device, without TTA or post-processing
+        self.settings = self.card.inference.replace(device=str(self.device), tta=False, postprocess=False)
         self.load_seconds = time.perf_counter() - start
 
     def ready_event(self) -> Dict[str, Any]:
@@ -111,21 +118,10 @@ class ModelWorker:
         for key in ("input", "output"):
             if not request.get(key):
                 raise ValueError(f"a segment request needs '{key}' (a file path)")
+        settings = self.request_settings(request)
         start = time.perf_counter()
         volume = read_volume(request["input"])
-        settings = {k: tuple(v) if isinstance(v, list) else v for k, v in self.card.inference.items()}
-        window = request.get("window") or self.window
-        settings["window"] = tuple(None if w in (None, 0) else int(w) for w in window)
-        labels = segment(
-            volume.array,
-            volume.spacing,
-            self.bundle.model,
-            self.preprocessing,
-            device=self.device,
-            tta=bool(request.get("tta", False)),
-            postprocess=bool(request.get("postprocess", False)),
-            **settings,
-        )
+        labels = segment(volume.array, volume.spacing, self.bundle.model, self.preprocessing, settings)
         write_label_map(labels, volume, request["output"], overwrite=True)
         seconds = time.perf_counter() - start
         return {
@@ -134,6 +130,19 @@ class ModelWorker:
             "seconds": round(seconds, 3),
             "shape": list(labels.shape),
         }
+
+    def request_settings(self, request: Dict[str, Any]) -> InferenceSettings:
+        """The worker's settings with those a request names (every key but id, op, input and output).
+
+        Raises:
+            InferenceSettingsError: an unknown setting (the valid ones are named) or a bad value.
+        """
+        from MPUNetCore.inference.settings import InferenceSettings
+
+        given = {k: v for k, v in request.items() if k not in _REQUEST_FIELDS and v is not None}
+        return InferenceSettings.from_dict(
+            {**self.settings.to_dict(), **given}, source=f"request {request.get('id')!r}"
+        )
 
     def serve(self, stream: TextIO) -> int:
         """Answer requests from ``stream`` until "quit" or its end; returns the exit code (0)."""

@@ -79,7 +79,7 @@ def predict_in_process(volume_array: np.ndarray, spacing_xyz, card_path) -> np.n
     import torch
 
     from MPUNetCore.bundle import load_bundle
-    from MPUNetCore.segment import segment_volume
+    from MPUNetCore.pipeline import segment_volume
     from MPUNetCore.volume_io import Volume
 
     torch.set_num_threads(1)

@@ -15,7 +15,7 @@ from MPUNetCore.cli import main
 from MPUNetCore.inference import InferenceCancelled
 from MPUNetCore.metrics import label_metrics
 from MPUNetCore.phantom import write_lits_folder
-from MPUNetCore.segment import segment_file
+from MPUNetCore.pipeline import segment_file
 from Testing.test_bundle import ARCH
 
 

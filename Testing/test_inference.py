@@ -12,6 +12,7 @@ from torch import nn
 
 from MPUNetCore.inference import (
     InferenceCancelled,
+    InferenceSettings,
     Preprocessing,
     body_box,
     importance_map,
@@ -163,7 +164,9 @@ def test_pointwise_model_sliding_equals_whole_volume(blending, overlap):
     model = ThresholdNet()
     with torch.no_grad():
         ref = model(img[None, None])[0]
-    out = sliding_window_predict(img, model, (8, 16, 24), overlap, blending, batch_size=2, device="cpu")
+    out = sliding_window_predict(
+        img, model, window=(8, 16, 24), overlap=overlap, blending=blending, batch_size=2, device="cpu"
+    )
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 
@@ -173,9 +176,10 @@ def test_agrees_with_monai_sliding_window_inference(blending):
     model = TinyConvNet().eval()
     img = torch.rand(40, 48, 36)  # (size - window) divisible by the stride: same window positions
     win = (16, 24, 24)
+    settings = InferenceSettings(window=win, overlap=0.5, blending=blending, device="cpu")
     with torch.no_grad():
         ref = monai_inferers.sliding_window_inference(img[None, None], win, 3, model, 0.5, blending)[0]
-    ours = sliding_window_predict(img, model, win, 0.5, blending, batch_size=3, device="cpu")
+    ours = sliding_window_predict(img, model, settings.replace(batch_size=3))
     torch.testing.assert_close(
         ours, ref.as_tensor() if hasattr(ref, "as_tensor") else ref, atol=1e-5, rtol=1e-4
     )
@@ -183,7 +187,7 @@ def test_agrees_with_monai_sliding_window_inference(blending):
     img2 = torch.rand(45, 50, 37)
     with torch.no_grad():
         ref2 = monai_inferers.sliding_window_inference(img2[None, None], win, 2, model, 0.5, blending)[0]
-    ours2 = sliding_window_predict(img2, model, win, 0.5, blending, batch_size=2, device="cpu")
+    ours2 = sliding_window_predict(img2, model, settings.replace(batch_size=2))
     diff = (ours2 - ref2).abs()
     assert float(diff.mean()) < 1e-2 and float(diff.max()) < 0.1  # window-border effects only
 
@@ -225,19 +229,21 @@ def test_segment_threshold_model_with_resampling_and_default_window():
 def test_tta_with_flip_equivariant_model_changes_nothing():
     img = torch.rand(18, 30, 26) * 2 - 1
     model = ThresholdNet()
-    plain = sliding_window_predict(img, model, (8, 16, 16), 0.5, device="cpu")
-    mirrored = sliding_window_predict(img, model, (8, 16, 16), 0.5, tta=True, device="cpu")
+    plain = sliding_window_predict(img, model, window=(8, 16, 16), overlap=0.5, device="cpu")
+    mirrored = sliding_window_predict(img, model, window=(8, 16, 16), overlap=0.5, tta=True, device="cpu")
     torch.testing.assert_close(mirrored, plain, atol=1e-5, rtol=1e-5)
-    some = sliding_window_predict(img, model, (8, 16, 16), 0.5, tta=[(0,), (1, 2)], device="cpu")
+    some = sliding_window_predict(
+        img, model, window=(8, 16, 16), overlap=0.5, tta=[(0,), (1, 2)], device="cpu"
+    )
     torch.testing.assert_close(some, plain, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="tta flips"):
-        sliding_window_predict(img, model, (8, 16, 16), tta=[(3,)], device="cpu")
+        sliding_window_predict(img, model, window=(8, 16, 16), tta=[(3,)], device="cpu")
 
 
 def test_tta_averages_mirrored_predictions():
     img = torch.rand(8, 16, 16)
     model = TinyConvNet().eval()
-    out = sliding_window_predict(img, model, (8, 16, 16), tta=[(2,)], device="cpu")
+    out = sliding_window_predict(img, model, window=(8, 16, 16), tta=[(2,)], device="cpu")
     with torch.no_grad():
         x = img[None, None]
         ref = (model(x) + model(x.flip(4)).flip(4)) / 2
@@ -250,30 +256,30 @@ def test_2d_model_applied_slice_by_slice():
     with torch.no_grad():
         ref = model(img[:, None]).transpose(0, 1)  # slices as a batch -> (C, z, y, x)
     for window in [(24, 16), (1, 24, 16)]:
-        out = sliding_window_predict(img, model, window, batch_size=3, device="cpu")
+        out = sliding_window_predict(img, model, window=window, batch_size=3, device="cpu")
         torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-5)
     hu, labels = _phantom((6, 20, 30))
     out = segment(hu, (1, 1, 1), ThresholdNet(spatial_dims=2), IDENTITY, window=(16, 16), batch_size=4)
     np.testing.assert_array_equal(out, labels)
     with pytest.raises(ValueError, match="slice by slice"):
-        sliding_window_predict(img, model, (8, 16, 16), device="cpu")
+        sliding_window_predict(img, model, window=(8, 16, 16), device="cpu")
     with pytest.raises(ValueError, match="2-D model"):
-        sliding_window_predict(img, TinyConvNet(), (16, 16), device="cpu")
+        sliding_window_predict(img, TinyConvNet(), window=(16, 16), device="cpu")
 
 
 def test_argument_validation():
     img = torch.rand(8, 16, 16)
     with pytest.raises(ValueError, match="input_multiple=8"):
-        sliding_window_predict(img, ThresholdNet(), (48, 250, 256), device="cpu")
+        sliding_window_predict(img, ThresholdNet(), window=(48, 250, 256), device="cpu")
     model16 = ThresholdNet()
     model16.input_multiple = 16
     with pytest.raises(ValueError, match="input_multiple=16"):
-        sliding_window_predict(img, model16, (8, 16, 16), device="cpu")
+        sliding_window_predict(img, model16, window=(8, 16, 16), device="cpu")
     for kwargs in ({"overlap": 1.0}, {"overlap": -0.1}, {"blending": "linear"}, {"batch_size": 0}):
         with pytest.raises(ValueError):
-            sliding_window_predict(img, ThresholdNet(), (8, 16, 16), device="cpu", **kwargs)
+            sliding_window_predict(img, ThresholdNet(), window=(8, 16, 16), device="cpu", **kwargs)
     with pytest.raises(ValueError, match="deep-supervision"):
-        sliding_window_predict(img, ListNet(), (8, 16, 16), device="cpu")
+        sliding_window_predict(img, ListNet(), window=(8, 16, 16), device="cpu")
 
 
 def test_progress_is_monotonic_and_ends_at_total():
@@ -282,8 +288,8 @@ def test_progress_is_monotonic_and_ends_at_total():
     sliding_window_predict(
         img,
         ThresholdNet(),
-        (8, 16, 16),
-        0.5,
+        window=(8, 16, 16),
+        overlap=0.5,
         batch_size=3,
         device="cpu",
         progress=lambda d, t: calls.append((d, t)),

@@ -44,7 +44,7 @@ def _flat_weights(pam: PositionAttention):
 
 # ------------------------------------------------------------------------------------------ structure
 def test_released_parameter_counts_total_and_per_block():
-    net = MPUNet("released")
+    net = MPUNet(preset="released")
     assert n_params(net) == 21_507_255
     per_block = {
         "encoders": [7_408, 55_424, 221_440, 885_248, 3_539_968],
@@ -61,13 +61,13 @@ def test_released_parameter_counts_total_and_per_block():
 
 
 def test_released_details_elu_alpha_prelu_sharing():
-    net = MPUNet("released")
+    net = MPUNet(preset="released")
     assert [d.layers[3].alpha for d in net.downs] == [32.0, 64.0, 128.0, 256.0, 512.0]
     assert net.bottleneck.pre[2].weight.numel() == 1 and net.bottleneck.post[2].weight.numel() == 1
     assert net.encoders[1].layers[1].weight.numel() == 32 and net.decoders[0].layers[5].weight.numel() == 256
     assert net.bottleneck.attention.gamma.item() == 0.0
     assert net.input_multiple == 8
-    assert MPUNet("paper").downs[0].layers[3].alpha == 1.0
+    assert MPUNet(preset="paper").downs[0].layers[3].alpha == 1.0
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 5, 6, 7), (1, 2, 1, 4, 3), (2, 3, 9, 8)])
@@ -90,7 +90,7 @@ def test_box_max_pool_equals_max_pool_values_and_gradients(shape):
 @pytest.mark.parametrize("dims,shape", [(3, (1, 1, 16, 32, 32)), (2, (2, 1, 32, 48))])
 def test_train_and_eval_outputs(preset, dims, shape):
     torch.manual_seed(0)
-    net = MPUNet(preset, spatial_dims=dims, out_channels=3, channels=SMALL)
+    net = MPUNet(preset=preset, spatial_dims=dims, out_channels=3, channels=SMALL)
     x = torch.randn(shape)
     out = net.train()(x)
     assert isinstance(out, list) and len(out) == 4
@@ -115,7 +115,7 @@ def eval_logits(net: MPUNet, x: torch.Tensor):
 
 def test_released_eval_is_mean_of_head_softmaxes():
     torch.manual_seed(1)
-    net = MPUNet("released", channels=SMALL)
+    net = MPUNet(preset="released", channels=SMALL)
     x = torch.randn(1, 1, 8, 16, 16)
     net.train()(x)  # move the BatchNorm running statistics away from their initial values
     logits = eval_logits(net, x)
@@ -127,7 +127,7 @@ def test_released_eval_is_mean_of_head_softmaxes():
 
 def test_paper_fusion_starts_as_logit_mean_and_is_trained():
     torch.manual_seed(2)
-    net = MPUNet("paper", channels=SMALL, dropout=0.0)
+    net = MPUNet(preset="paper", channels=SMALL, dropout=0.0)
     x = torch.randn(1, 1, 16, 16, 16)
     out = net.train()(x)
     sum(t.square().mean() for t in out).backward()
@@ -145,8 +145,8 @@ def test_paper_fusion_starts_as_logit_mean_and_is_trained():
 @pytest.mark.parametrize("preset,fusion", [("released", "learned"), ("paper", "mean")])
 def test_fusion_override_swaps_only_the_fusion(preset, fusion):
     torch.manual_seed(4)
-    default = MPUNet(preset, channels=SMALL, out_channels=3)
-    swapped = MPUNet(preset, channels=SMALL, out_channels=3, fusion=fusion)
+    default = MPUNet(preset=preset, channels=SMALL, out_channels=3)
+    swapped = MPUNet(preset=preset, channels=SMALL, out_channels=3, fusion=fusion)
     extra = sum(p.numel() for p in swapped.parameters()) - sum(p.numel() for p in default.parameters())
     assert extra == (4 * 3 * 3 + 3) * (1 if fusion == "learned" else -1)  # one 1x1 conv, 12 -> 3 channels
     x = torch.randn(1, 1, 8, 16, 16)
@@ -175,7 +175,7 @@ def _decoder_outputs(net: MPUNet, x: torch.Tensor):
 @pytest.mark.parametrize("size", [(8, 8, 8), (16, 24, 40), (24, 16, 16)])
 def test_paper_position_embedding_handles_any_multiple_of_8(size):
     torch.manual_seed(3)
-    net = MPUNet("paper", channels=SMALL, patch_size=2, position_grid=(1, 2, 2)).eval()
+    net = MPUNet(preset="paper", channels=SMALL, patch_size=2, position_grid=(1, 2, 2)).eval()
     with torch.no_grad():
         probs = net(torch.randn(1, 1, *size))
     assert probs.shape == (1, 2, *size) and torch.isfinite(probs).all()
@@ -183,7 +183,7 @@ def test_paper_position_embedding_handles_any_multiple_of_8(size):
 
 @pytest.mark.parametrize("preset", ["released", "paper"])
 def test_config_rebuilds_the_same_network(preset):
-    net = MPUNet(preset, spatial_dims=2, in_channels=2, out_channels=3, channels=SMALL, dropout=0.1)
+    net = MPUNet(preset=preset, spatial_dims=2, in_channels=2, out_channels=3, channels=SMALL, dropout=0.1)
     config = json.loads(json.dumps(net.config))
     again = MPUNet(**config)
     assert again.config == net.config
@@ -193,13 +193,13 @@ def test_config_rebuilds_the_same_network(preset):
 
 
 def test_in_channels_other_than_one():
-    net = MPUNet("released", in_channels=3, channels=SMALL).eval()
+    net = MPUNet(preset="released", in_channels=3, channels=SMALL).eval()
     assert net(torch.randn(1, 3, 8, 16, 16)).shape == (1, 2, 8, 16, 16)
 
 
 def test_dropout_only_in_training():
     torch.manual_seed(4)
-    net = MPUNet("released", channels=SMALL, dropout=0.5)
+    net = MPUNet(preset="released", channels=SMALL, dropout=0.5)
     x = torch.randn(1, 1, 8, 16, 16)
     net.eval()
     with torch.no_grad():
@@ -207,14 +207,14 @@ def test_dropout_only_in_training():
         net.train()
         a, b = net(x), net(x)
     assert not torch.equal(a[0], b[0])  # dropout active in training
-    net0 = MPUNet("released", channels=SMALL, dropout=0.0).train()
+    net0 = MPUNet(preset="released", channels=SMALL, dropout=0.0).train()
     with torch.no_grad():
         assert all(torch.equal(u, v) for u, v in zip(net0(x), net0(x)))
 
 
 def test_attention_implementations_agree_inside_the_network():
     torch.manual_seed(5)
-    nets = [MPUNet("released", channels=SMALL, attention_impl=i).eval() for i in ("chunked", "sdpa")]
+    nets = [MPUNet(preset="released", channels=SMALL, attention_impl=i).eval() for i in ("chunked", "sdpa")]
     nets[1].load_state_dict(nets[0].state_dict())
     for net in nets:
         net.bottleneck.attention.gamma.data.fill_(0.7)
@@ -228,7 +228,7 @@ def test_attention_implementations_agree_inside_the_network():
 @pytest.mark.parametrize("chunk", [None, 7])
 def test_position_attention_matches_naive_danet_forward_and_gradients(impl, chunk):
     torch.manual_seed(6)
-    pam = PositionAttention(64, spatial_dims=3, impl=impl)
+    pam = PositionAttention(spatial_dims=3, channels=64, impl=impl)
     pam.gamma.data.fill_(0.8)  # gamma starts at 0: a nonzero value exercises the attention path
     x = torch.randn(2, 64, 3, 5, 7, requires_grad=True)
     if chunk is not None:
@@ -310,7 +310,7 @@ def test_bad_arguments_raise_value_error(kwargs, match):
 
 
 def test_bad_inputs_raise_value_error():
-    net = MPUNet("released", channels=SMALL)
+    net = MPUNet(preset="released", channels=SMALL)
     with pytest.raises(ValueError, match="multiples of 8"):
         net(torch.zeros(1, 1, 12, 16, 16))
     with pytest.raises(ValueError, match="C=1"):

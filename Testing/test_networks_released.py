@@ -3,7 +3,7 @@
 The key/shape table of the released network is written out here from its module list (names, layer
 order inside each nn.Sequential, shapes), independently of the library's mapping. The reference
 forward pass below is written with torch.nn.functional directly on those named tensors, following the
-released wiring (DESIGN.md section 3), so a wrongly placed tensor changes the result.
+released wiring (background §3), so a wrongly placed tensor changes the result.
 """
 
 from __future__ import annotations
@@ -152,12 +152,12 @@ def test_key_table_matches_the_published_parameter_count():
         for k, s in shapes.items()
         if not k.split(".")[-1].startswith(("running", "num"))
     )
-    assert total == 22_557_009  # the released model, unused modules included (DESIGN.md section 3)
+    assert total == 22_557_009  # the released model, unused modules included (background §3)
 
 
 def test_full_size_state_dict_loads_every_tensor_where_expected():
     sd = random_released_state_dict()
-    net = MPUNet("released")
+    net = MPUNet(preset="released")
     ignored = load_released_state_dict(net, {"net": sd, "optimizer": {}, "epoch": 600})
     assert sorted(ignored) == sorted(k for k in sd if k.startswith(("up1.", "decoder5.", "map5.")))
     ours = net.state_dict()
@@ -189,7 +189,7 @@ def test_full_size_state_dict_loads_every_tensor_where_expected():
 def test_loaded_model_predicts_like_the_released_forward(wrap):
     sd = random_released_state_dict(SMALL, seed=1)
     given = {"plain": sd, "net": {"net": sd, "epoch": 3}, "module": {f"module.{k}": v for k, v in sd.items()}}
-    net = MPUNet("released", channels=SMALL)
+    net = MPUNet(preset="released", channels=SMALL)
     load_released_state_dict(net, given[wrap])
     x = torch.randn(1, 1, 16, 32, 32, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
@@ -198,7 +198,7 @@ def test_loaded_model_predicts_like_the_released_forward(wrap):
 
 def test_errors_list_missing_unexpected_and_misshaped_keys():
     sd = random_released_state_dict(SMALL)
-    net = MPUNet("released", channels=SMALL)
+    net = MPUNet(preset="released", channels=SMALL)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     broken = dict(sd)
     del broken["encoder2.encoder_stage.2.weight"]
@@ -212,7 +212,7 @@ def test_errors_list_missing_unexpected_and_misshaped_keys():
         load_released_state_dict(net, three_classes)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # nothing loaded
     with pytest.raises(ValueError, match="preset='released', spatial_dims=3"):
-        load_released_state_dict(MPUNet("paper", channels=SMALL), sd)
+        load_released_state_dict(MPUNet(preset="paper", channels=SMALL), sd)
     with pytest.raises(ValueError, match="expected a state dict"):
         load_released_state_dict(net, {"epoch": 3})
 
@@ -225,7 +225,7 @@ def test_checkpoint_file_is_read_weights_only(tmp_path):
     sd = random_released_state_dict(SMALL, seed=3)
     path = tmp_path / "best_model.pth"
     torch.save({"net": sd, "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4}]}, "epoch": 12}, path)
-    net = MPUNet("released", channels=SMALL)
+    net = MPUNet(preset="released", channels=SMALL)
     load_released_checkpoint(net, path)
     assert torch.equal(net.bottleneck.attention.value.weight, sd["PCL.attn.3.value_conv.weight"])
     with pytest.raises(ValueError, match="not found"):

@@ -14,6 +14,7 @@ Nothing is mocked.
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from itertools import product
 from pathlib import Path
@@ -264,7 +265,7 @@ def test_repeated_clicks_add_segments_or_merge_into_the_chosen_one(
     node = first.segmentation_node
     markups = slicer_scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "clicks")
     markups.AddControlPoint(*_ras_of(volume, (37, 90, 90)))
-    second = click_logic.segmentAtPoint(volume, markups, node, model=model)
+    second = click_logic.segmentAtPoint(volume, markups, node, model=model, oneSegmentPerClick=True)
     assert second.segmentation_node is node and second.segment_name == "Liver tumor 2"
     assert node.GetSegmentation().GetNumberOfSegments() == 2
     first_mask = _segment_mask(node, first.segment_id, volume)
@@ -278,6 +279,132 @@ def test_repeated_clicks_add_segments_or_merge_into_the_chosen_one(
         click_logic.segmentAtPoint(volume, (1000.0, 1000.0, 1000.0), node, model=model)
     with pytest.raises(ValueError, match="no segment with ID"):
         click_logic.segmentAtPoint(volume, markups, node, segmentId="nope", model=model)
+
+
+def _segmentation_state(node, volume):
+    """Everything a click may change: segment IDs in order, names, colours, and each segment's voxels."""
+    segmentation = node.GetSegmentation()
+    state = []
+    for index in range(segmentation.GetNumberOfSegments()):
+        segment_id = segmentation.GetNthSegmentID(index)
+        segment = segmentation.GetSegment(segment_id)
+        state.append(
+            (
+                segment_id,
+                segment.GetName(),
+                tuple(segment.GetColor()),
+                _segment_mask(node, segment_id, volume),
+            )
+        )
+    return state
+
+
+def _assert_same_state(actual, expected) -> None:
+    assert [item[:3] for item in actual] == [item[:3] for item in expected]
+    for (segment_id, *_, mask), (_, *_, expected_mask) in zip(actual, expected):
+        np.testing.assert_array_equal(mask, expected_mask, err_msg=segment_id)
+
+
+def _window_mask(volume, index) -> np.ndarray:
+    """What a click of the constant tumour model at ``index`` segments: its whole window (see above)."""
+    import slicer.util
+    from MPUNetSegmentationLib.scene_arrays import volume_geometry
+
+    shape = slicer.util.arrayFromVolume(volume).shape
+    preprocessing = {"target_spacing": [2.0, 2.0], "slice_spacing": 2.0}
+    mask = np.zeros(shape, bool)
+    mask[click_box(index, shape, volume_geometry(volume).spacing, (16, 16, 16), preprocessing).slices] = True
+    return mask
+
+
+def test_clicks_of_one_class_merge_unless_one_segment_per_click(
+    slicer_scene, click_logic, constant_models, phantom_volume
+) -> None:
+    volume, _ = phantom_volume
+    model, a, b = str(constant_models[2]), (2, 5, 5), (37, 90, 90)
+    for per_click in (False, True):
+        first = click_logic.segmentAtPoint(volume, _ras_of(volume, a), model=model, timeout=120)
+        node = first.segmentation_node
+        second = click_logic.segmentAtPoint(
+            volume, _ras_of(volume, b), node, model=model, oneSegmentPerClick=per_click
+        )
+        segments = [
+            node.GetSegmentation().GetNthSegment(i).GetName()
+            for i in range(node.GetSegmentation().GetNumberOfSegments())
+        ]
+        if per_click:
+            assert segments == ["Liver tumor", "Liver tumor 2"] and second.segment_id != first.segment_id
+            np.testing.assert_array_equal(
+                _segment_mask(node, first.segment_id, volume), _window_mask(volume, a)
+            )
+            np.testing.assert_array_equal(
+                _segment_mask(node, second.segment_id, volume), _window_mask(volume, b)
+            )
+        else:
+            assert segments == ["Liver tumor"] and second.segment_id == first.segment_id
+            assert "merged into 'Liver tumor'" in second.message
+            np.testing.assert_array_equal(
+                _segment_mask(node, first.segment_id, volume),
+                _window_mask(volume, a) | _window_mask(volume, b),
+            )
+
+
+def test_undo_restores_the_segments_exactly_as_before_each_click(
+    slicer_scene, click_logic, constant_models, phantom_volume
+) -> None:
+    import slicer.util
+
+    volume, _ = phantom_volume
+    model = str(constant_models[2])
+    click_logic.clearClickUndo()
+    first = click_logic.segmentAtPoint(volume, _ras_of(volume, (2, 5, 5)), model=model, timeout=120)
+    node = first.segmentation_node
+    # a segment of the user's that overlaps the next click's window, and another "Liver tumor" voxel set
+    kept = node.GetSegmentation().AddEmptySegment("kept", "Kept", [0.1, 0.2, 0.3])
+    manual = np.zeros(slicer.util.arrayFromVolume(volume).shape, np.uint8)
+    manual[30:40, 80:96, 80:96] = 1
+    slicer.util.updateSegmentBinaryLabelmapFromArray(manual, node, kept, volume)
+    before = _segmentation_state(node, volume)
+    assert click_logic.canUndoClick
+
+    merged = click_logic.segmentAtPoint(volume, _ras_of(volume, (37, 90, 90)), node, model=model)
+    assert merged.segment_id == first.segment_id  # merged into the class's segment
+    assert not np.array_equal(_segment_mask(node, first.segment_id, volume), before[0][3])
+    assert click_logic.undoLastClick().description.startswith("tumor")
+    _assert_same_state(_segmentation_state(node, volume), before)
+
+    added = click_logic.segmentAtPoint(
+        volume, _ras_of(volume, (20, 50, 50)), node, model=model, oneSegmentPerClick=True
+    )
+    assert node.GetSegmentation().GetSegment(added.segment_id) is not None
+    click_logic.undoLastClick()
+    assert node.GetSegmentation().GetSegment(added.segment_id) is None  # the segment it created is gone
+    _assert_same_state(_segmentation_state(node, volume), before)
+
+    click_logic.undoLastClick()  # the first click created the node: undoing it removes the node
+    assert (
+        node.GetScene() is None
+        and not slicer_scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems()
+    )
+    assert not click_logic.canUndoClick and click_logic.undoLastClick() is None
+
+
+def test_scene_closed_while_a_click_runs_drops_its_result(
+    slicer_scene, click_logic, constant_models, phantom_volume
+) -> None:
+    volume, _ = phantom_volume
+    click_logic.segmentAtPoint(
+        volume, _ras_of(volume, (20, 50, 50)), model=str(constant_models[2]), waitForCompletion=False
+    )
+    assert click_logic.clicksPending
+    slicer_scene.Clear(False)  # File > Close scene: fires StartCloseEvent, removes the volume
+    deadline = time.monotonic() + 120
+    finished = []
+    while click_logic.clicksPending:
+        finished += click_logic.pollClicks()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert finished == [] and not slicer_scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems()
 
 
 def test_a_model_that_cannot_load_reports_the_workers_error(slicer_scene, tmp_path, phantom_volume) -> None:

@@ -8,7 +8,6 @@ injection point the widget fills with ``slicer.util.confirmOkCancelDisplay``.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from MPUNetSegmentationLib.dependencies import (
 )
 
 MISSING = "mpunet_test_module_that_does_not_exist"
-HAS_ENGINE = importlib.util.find_spec("MPUNetCore.inference") is not None
 
 
 def test_locations_outside_slicer() -> None:
@@ -35,7 +33,6 @@ def test_locations_outside_slicer() -> None:
     assert mpunetcore_root() == Path(MPUNetCore.__file__).resolve().parents[1]
 
 
-@pytest.mark.skipif(not HAS_ENGINE, reason="MPUNetCore.segment needs the inference engine (merged into main)")
 def test_probe_reports_what_this_python_has() -> None:
     import numpy
     import SimpleITK
@@ -76,14 +73,14 @@ def test_missing_module_is_reported_and_nothing_installed_without_consent() -> N
 def test_install_plan() -> None:
     with_extension = install_plan(["torch", "SimpleITK"], pytorch_utils_available=True)
     assert [(s.module, s.how, s.requirement) for s in with_extension] == [
-        ("torch", "pytorchutils", "torch>=2.0"),
+        ("torch", "pytorchutils", "torch>=2.1"),
         ("SimpleITK", "pip", "SimpleITK"),
     ]
     assert install_plan(["torch"], pytorch_utils_available=False)[0].how == "pip"
     # MPUNetCore fails to import because torch is missing: installing torch is the fix
-    assert [s.module for s in install_plan(["torch", "MPUNetCore.segment"], False)] == ["torch"]
+    assert [s.module for s in install_plan(["torch", "MPUNetCore.pipeline"], False)] == ["torch"]
     with pytest.raises(RuntimeError, match="reinstall the extension"):
-        install_plan(["MPUNetCore.segment"], pytorch_utils_available=True)
+        install_plan(["MPUNetCore.pipeline"], pytorch_utils_available=True)
 
 
 def test_probe_output_without_report_names_the_error() -> None:

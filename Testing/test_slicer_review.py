@@ -149,6 +149,93 @@ def test_side_by_side_review_links_two_views(case) -> None:
     assert prediction.GetDisplayNode().GetNumberOfViewNodeIDs() == original_views == 0
 
 
+def _view_properties():
+    """Every view setting a review might touch, read from the scene (independently of review_views)."""
+    import slicer
+
+    app_logic = slicer.app.applicationLogic()
+    properties = {"layout": layout_node().GetViewArrangement()}
+    properties["active table"] = app_logic.GetSelectionNode().GetActiveTableID()
+    for node in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"):
+        properties[node.GetID()] = (
+            node.GetBackgroundVolumeID(),
+            node.GetForegroundVolumeID(),
+            node.GetLabelVolumeID(),
+            node.GetForegroundOpacity(),
+            node.GetLabelOpacity(),
+            node.GetLinkedControl(),
+            node.GetHotLinkedControl(),
+        )
+    for node in slicer.util.getNodesByClass("vtkMRMLSliceNode"):
+        properties[node.GetID()] = (
+            node.GetOrientation(),
+            tuple(np.round(slicer.util.arrayFromVTKMatrix(node.GetSliceToRAS()).ravel(), 9)),
+            tuple(np.round(node.GetFieldOfView(), 9)),
+            tuple(np.round(node.GetXYZOrigin(), 9)),
+        )
+    for node in slicer.util.getNodesByClass("vtkMRMLTableViewNode"):
+        properties[node.GetID()] = node.GetTableNodeID()
+    for node in slicer.util.getNodesByClass("vtkMRMLSegmentationDisplayNode"):
+        properties[node.GetID()] = (
+            node.GetVisibility(),
+            node.GetVisibility2DFill(),
+            node.GetVisibility2DOutline(),
+            node.GetOpacity2DFill(),
+            node.GetOpacity2DOutline(),
+            tuple(node.GetNthViewNodeID(i) for i in range(node.GetNumberOfViewNodeIDs())),
+        )
+    return properties
+
+
+@pytest.mark.parametrize("mode", [SIDE_BY_SIDE, OVERLAY])
+def test_ending_a_review_restores_every_view_property(case, mode) -> None:
+    """The user's views (unlinked, other volumes, a label layer, sagittal, zoomed) come back as they were."""
+    import slicer
+
+    volume, reference, prediction, _, _ = case
+    set_layout_id = 3  # Slicer's "four-up" arrangement stands for the user's layout
+    layout_node().SetViewArrangement(set_layout_id)
+    other = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "other")
+    user_table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "user table")
+    red, yellow = slice_logic(LEFT_VIEW), slice_logic(RIGHT_VIEW)
+    for logic, background in ((red, other), (yellow, volume)):
+        composite = logic.GetSliceCompositeNode()
+        composite.SetLinkedControl(False)
+        composite.SetHotLinkedControl(False)
+        composite.SetBackgroundVolumeID(background.GetID())
+        composite.SetForegroundVolumeID(volume.GetID())
+        composite.SetForegroundOpacity(0.3)
+        composite.SetLabelVolumeID(reference.GetID())
+        composite.SetLabelOpacity(0.6)
+    yellow.GetSliceNode().SetOrientationToSagittal()
+    yellow.GetSliceNode().SetFieldOfView(55.0, 44.0, 2.0)
+    yellow.GetSliceNode().SetXYZOrigin(3.0, -2.0, 0.0)
+    red.GetSliceNode().SetOrientationToCoronal()
+    prediction.GetDisplayNode().SetVisibility2DOutline(False)
+    prediction.GetDisplayNode().AddViewNodeID(yellow.GetSliceNode().GetID())
+    slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(user_table.GetID())
+    table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", "metrics")
+    before = _view_properties()
+
+    state = start_review(volume, prediction, reference, mode, table=table)
+    during = _view_properties()
+    changed = {key for key in before if during.get(key) != before[key]}
+    # the review did change the layout, both kinds of view settings and the segmentation's display
+    assert {
+        "layout",
+        "active table",
+        red.GetSliceCompositeNode().GetID(),
+        red.GetSliceNode().GetID(),
+    } <= changed
+    assert prediction.GetDisplayNode().GetID() in changed
+    if mode == SIDE_BY_SIDE:
+        assert {yellow.GetSliceCompositeNode().GetID(), yellow.GetSliceNode().GetID()} <= changed
+    state.end()
+    after = _view_properties()
+    for key, value in before.items():
+        assert after[key] == value, key
+
+
 def test_overlay_review_shows_outlines_and_the_error_map(case) -> None:
     volume, reference, prediction, _, _ = case
     state = start_review(volume, prediction, reference, OVERLAY)

@@ -13,6 +13,8 @@ from MPUNetSegmentationLib.segmentation_nodes import (
     create_segmentation_node,
     default_segment_labels,
     label_array_from_node,
+    segment_terminology,
+    set_segment_terminology,
 )
 
 LIVER_VOXELS = 107_098
@@ -208,3 +210,20 @@ def test_result_follows_the_reference_parent_transform(ct_and_labels) -> None:
     node = create_segmentation_node(labels, ct)
     assert node.GetTransformNodeID() == transform.GetID()
     np.testing.assert_array_equal(label_array_from_node(node, ct), labels)
+
+
+def test_terminology_is_written_where_slicer_5_8_reads_it(slicer_env) -> None:
+    import slicer
+    import vtk
+
+    segment = slicer.vtkSegment()
+    entry = LIVER_SEGMENTS[1].terminology
+    set_segment_terminology(segment, entry)
+    # the tag that Slicer 5.8.1 reads (its vtkSegment.cxx names it "TerminologyEntry"), read here with the
+    # tag API that 5.8 has, and with the convenience getter of Slicer >= 5.10
+    value = vtk.reference("")
+    assert segment.GetTag("TerminologyEntry", value) and str(value) == entry
+    assert segment.GetTerminology() == entry
+    assert segment_terminology(segment) == entry
+    segment.RemoveTag("TerminologyEntry")
+    assert segment_terminology(segment) == ""

@@ -139,3 +139,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"mpunet-train {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as error:  # torch.OutOfMemoryError is a RuntimeError
+        from MPUNetCore.memory import is_out_of_memory
+
+        if not is_out_of_memory(error):
+            raise
+        print(
+            f"mpunet-train {args.command}: error: ran out of memory; use a smaller --set train.batch_size "
+            "or train.patch (or --set train.device=cpu when the GPU is too small), then continue with "
+            "--resume (the last complete checkpoint is kept).",
+            file=sys.stderr,
+        )
+        return 1

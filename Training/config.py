@@ -20,6 +20,8 @@ else:  # pragma: no cover - Python 3.9/3.10
     import tomli as tomllib
 
 from MPUNetCore.fileutils import atomic_output
+from MPUNetCore.inference.settings import Blending, Precision
+from MPUNetCore.networks.registry import NETWORKS
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -75,6 +77,14 @@ SCHEMA: Dict[str, Dict[str, Field]] = {
         "phantom_cases": _f(0, "generate N phantom cases into the run folder when root is empty"),
         "phantom_seed": _f(0, "seed of the generated phantoms"),
         "phantom_shape": _f([], "phantom array size (z, y, x); empty: the generator's default", item=int),
+        "phantom_generator": _f(
+            "legacy",
+            "anatomical: MPUNetCore.phantoms (anatomy, contrast phases, scanner protocols); "
+            "legacy: the geometric MPUNetCore.phantom of the demo model 0.2.0",
+            ("legacy", "anatomical"),
+        ),
+        "phantom_synthseg": _f(0.0, "anatomical phantoms: fraction with randomised soft-tissue HU"),
+        "phantom_slabs": _f(0.0, "anatomical phantoms: fraction with only 3-12 slices"),
     },
     "preprocessing": {
         "hu_window": _f([-200.0, 200.0], "HU clip window (lower, upper)", item=float),
@@ -86,8 +96,8 @@ SCHEMA: Dict[str, Dict[str, Field]] = {
         "slice_spacing": _f(1.0, "slice spacing in mm ('none' keeps the slices)", optional=True),
     },
     "model": {
-        "network": _f("MPUNet", "network class", ("MPUNet", "UNet")),
-        "preset": _f("released", "MPUNet preset", ("released", "paper")),
+        "network": _f("MPUNet", "network (MPUNetCore.networks.registry)", tuple(NETWORKS)),
+        "preset": _f("released", "MPUNet preset", NETWORKS["MPUNet"].presets),
         "channels": _f(
             None, "encoder widths (MPUNet: 5, UNet: 4); none: the network's default", item=int, kind=list
         ),
@@ -136,7 +146,7 @@ SCHEMA: Dict[str, Dict[str, Field]] = {
         "amp": _f(
             "auto",
             "autocast: auto = bfloat16/float16 on CUDA, float32 on CPU",
-            ("auto", "float32", "bfloat16", "float16"),
+            tuple(p.value for p in Precision),
         ),
         "device": _f("auto", "auto, cpu, cuda, cuda:N"),
         "channels_last": _f(False, "channels-last memory format (see benchmarks/bench_train.py)"),
@@ -159,7 +169,7 @@ SCHEMA: Dict[str, Dict[str, Field]] = {
     "inference": {
         "window": _f([48, 256, 256], "sliding window (D, H, W); 0 = the full extent", item=int),
         "overlap": _f(0.25, "overlap of neighbouring windows"),
-        "blending": _f("gaussian", "window blending", ("gaussian", "constant")),
+        "blending": _f("gaussian", "window blending", tuple(b.value for b in Blending)),
         "batch_size": _f(1, "windows per forward pass"),
         "postprocess": _f(True, "largest liver component, tumours inside the liver"),
         "tta": _f(False, "mirroring test-time augmentation in evaluate"),

@@ -16,10 +16,10 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from torch import nn
 
-from MPUNetCore.bundle import build_network
 from MPUNetCore.cli.progress import ProgressBar
 from MPUNetCore.inference import segment, select_device
 from MPUNetCore.metrics import DiceAccumulator
+from MPUNetCore.networks.registry import build_network
 
 from .cache import preprocessing_from_config
 from .config import Config, classes_of, load_config
@@ -27,7 +27,7 @@ from .data import load_split
 from .models import architecture
 from .runfolder import RunFolder, write_csv, write_json
 from .trainer import load_checkpoint
-from .validation import inference_options, task_labels
+from .validation import CARD_SETTINGS, card_settings, inference_settings, task_labels
 
 PAPER_METRICS = ("dice", "accuracy", "precision", "specificity", "iou", "mcc")
 LITS_METRICS = ("recall", "voe", "rvd", "assd", "msd", "rmsd", "hd95")
@@ -81,22 +81,14 @@ def evaluate_run(
     dev = select_device(device or config["train"]["device"])
     model = load_model(run, config, checkpoint).to(dev)
     prep = preprocessing_from_config(config)
+    settings = inference_settings(config, dev)
     accumulator = DiceAccumulator(classes_of(config))
     bar = ProgressBar(f"evaluate {split}", progress)
     for done, name in enumerate(names, 1):
         files = record["cases"][name]
         image = read_volume(files["image"])
         label = read_label_map(files["label"])
-        prediction = segment(
-            image.array,
-            image.spacing,
-            model,
-            prep,
-            postprocess=config["inference"]["postprocess"],
-            tta=config["inference"]["tta"],
-            device=dev,
-            **inference_options(config),
-        )
+        prediction = segment(image.array, image.spacing, model, prep, settings)
         accumulator.add(
             name,
             prediction,
@@ -116,7 +108,9 @@ def evaluate_run(
             "checkpoint": checkpoint,
             "cases": len(names),
             "classes": summary,
-            "inference": {k: str(v) for k, v in inference_options(config).items()},
+            "inference": {
+                k: str(v) for k, v in card_settings(config).to_dict().items() if k in CARD_SETTINGS
+            },
             "tta": config["inference"]["tta"],
         },
     )

@@ -19,7 +19,7 @@ from .evaluate import load_model, read_summary
 from .models import architecture
 from .runfolder import RunFolder, read_csv
 from .trainer import load_checkpoint
-from .validation import inference_options
+from .validation import card_settings
 
 # Colours of Slicer's GenericAnatomyColors: liver (221, 130, 101), tumor (144, 238, 144).
 CLASS_COLORS = {
@@ -76,7 +76,7 @@ def build_card(run: RunFolder, config: Config, name: str) -> ModelCard:
         architecture=best.get("architecture") or architecture(config),
         classes=segment_classes(config),
         preprocessing=preprocessing_from_config(config).to_dict(),
-        inference={k: list(v) if isinstance(v, tuple) else v for k, v in inference_options(config).items()},
+        inference=card_settings(config),
         version=__version__,
         description=config["experiment"]["description"] or f"{name}, trained with mpunet-train",
         training=training,

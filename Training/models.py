@@ -7,32 +7,42 @@ from typing import Any, Dict
 import torch
 from torch import nn
 
-from MPUNetCore.bundle import build_network
 from MPUNetCore.losses import HybridLoss
 from MPUNetCore.networks import PRESETS
+from MPUNetCore.networks.registry import build_network, network_spec
 
 from .config import Config, num_classes
 
+#: [model] keys that are network options (passed as the record's "overrides" when set).
+MODEL_OPTIONS = ("channels", "dropout", "elu_alpha", "fusion", "final_channels")
+
 
 def architecture(config: Config) -> Dict[str, Any]:
-    """The model card's architecture record (what `MPUNetCore.bundle.build_network` builds)."""
+    """The model card's architecture record (what `MPUNetCore.networks.build_network` builds).
+
+    Raises:
+        ValueError: a [model] option the chosen network does not take (the registry lists its options).
+    """
     model = config["model"]
+    spec = network_spec(model["network"], "model.network")
     overrides: Dict[str, Any] = {}
-    if model["channels"] is not None:
-        overrides["channels"] = list(model["channels"])
-    for key in ("dropout", "elu_alpha", "fusion"):
-        if model["network"] == "MPUNet" and model[key] is not None:
-            overrides[key] = model[key]
-    if model["network"] == "UNet" and model["final_channels"] is not None:
-        overrides["final_channels"] = model["final_channels"]
+    for key in MODEL_OPTIONS:
+        if model[key] is None:
+            continue
+        if key not in spec.options:
+            raise ValueError(
+                f"model.{key} = {model[key]!r}: {spec.name} takes no {key!r} "
+                f"(its options: {', '.join(spec.options)}); remove it or set it to none"
+            )
+        overrides[key] = list(model[key]) if isinstance(model[key], (list, tuple)) else model[key]
     record: Dict[str, Any] = {
-        "network": model["network"],
+        "network": spec.name,
         "spatial_dims": 3,
         "in_channels": 1,
         "out_channels": num_classes(config),
         "overrides": overrides,
     }
-    if model["network"] == "MPUNet":
+    if spec.presets:
         record["preset"] = model["preset"]
     return record
 
@@ -42,7 +52,7 @@ def make_network(config: Config) -> nn.Module:
     torch.manual_seed(config["experiment"]["seed"])
     try:
         model = build_network(architecture(config))
-    except TypeError as error:
+    except ValueError as error:
         raise ValueError(f"the [model] section cannot build a network: {error}") from None
     multiple = int(getattr(model, "input_multiple", 8))
     for what, sizes in (

@@ -25,20 +25,48 @@ class PreparedData:
 
 
 def data_root(config: Config, run: RunFolder) -> Path:
-    """The data folder: data.root, or the run's phantoms/ folder when only phantoms are asked for."""
+    """The data folder: data.root (only ever read), or the run's phantoms/ folder for phantom runs."""
     root = config["data"]["root"]
     return Path(root) if root else run.root / "phantoms"
 
 
+def check_data_source(config: Config) -> None:
+    """Refuse, before anything is written, a data.root that is missing or that phantoms would be put in.
+
+    Training never creates or writes the user's data folder: phantoms are generated only into the run
+    folder, so data.root and data.phantom_cases cannot both be set.
+    """
+    data = config["data"]
+    root = data["root"]
+    if root and data["phantom_cases"] > 0:
+        raise ValueError(
+            f"data.root = {root} and data.phantom_cases = {data['phantom_cases']} are both set: phantoms are "
+            "generated only into the run folder, never into your data folder. To train on your data add "
+            "--set data.phantom_cases=0; to train on phantoms leave data.root empty."
+        )
+    if root and not Path(root).is_dir():
+        raise FileNotFoundError(
+            f"data.root {root} does not exist or is not a folder: point --set data.root=PATH at your LiTS "
+            "folder (volume-N/segmentation-N) or MSD task folder (imagesTr/labelsTr) (never created)."
+        )
+
+
 def make_phantoms(config: Config, root: Path) -> None:
-    """Generate data.phantom_cases phantoms into `root` unless they are there already."""
+    """Generate data.phantom_cases phantoms into `root` (the run's phantoms/ folder) unless they are there."""
     data = config["data"]
     wanted = data["phantom_cases"]
+    if data["root"]:
+        return  # the user's data folder is never written (check_data_source refuses the combination)
     if wanted <= 0 or all((root / f"segmentation-{k}.nii.gz").exists() for k in range(wanted)):
         return
-    from MPUNetCore.phantom import write_lits_folder
-
     options = {"shape": tuple(data["phantom_shape"])} if data["phantom_shape"] else {}
+    if data["phantom_generator"] == "anatomical":
+        from MPUNetCore.phantoms import write_lits_folder
+
+        options.update(synthseg_fraction=data["phantom_synthseg"], slab_fraction=data["phantom_slabs"])
+    else:
+        from MPUNetCore.phantom import write_lits_folder
+
     print(f"generating {wanted} phantom cases in {root}", file=sys.stderr)
     write_lits_folder(root, cases=wanted, seed=data["phantom_seed"], overwrite=True, **options)
 

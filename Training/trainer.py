@@ -24,9 +24,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from MPUNetCore.cli.progress import ProgressBar
-from MPUNetCore.fileutils import atomic_output
 
 from . import distributed
+from .checkpoints import load_checkpoint, previous_path, save_checkpoint
 from .config import Config, classes_of, save_config
 from .models import (
     architecture,
@@ -38,7 +38,7 @@ from .models import (
     memory_format,
     predicted_by,
 )
-from .prepare import prepare_data
+from .prepare import check_data_source, prepare_data
 from .runfolder import RunFolder, TensorBoard, write_csv, write_json
 from .sampling import EpochPatches, PatchSampler, epoch_plan
 from .validation import PatchConfusion, best_value, validate
@@ -76,15 +76,7 @@ def set_rng_states(states: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def save_checkpoint(path: Path, state: Dict[str, Any]) -> None:
-    """Atomic `torch.save` (a killed run leaves the previous checkpoint intact)."""
-    with atomic_output(path, overwrite=True) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: Path) -> Dict[str, Any]:
-    """A checkpoint written by `save_checkpoint` (tensors and plain data only)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+__all__ = ["load_checkpoint", "save_checkpoint", "start_run", "train"]
 
 
 def _amp_dtype(config: Config, device: torch.device) -> Optional[torch.dtype]:
@@ -111,7 +103,19 @@ def unused_parameters(model: torch.nn.Module, device: torch.device) -> List[str]
 
 
 def start_run(config: Config, run: RunFolder, resume: bool, overwrite: bool) -> None:
-    """Create (or check) the run folder and save the resolved config (rank 0 only)."""
+    """Create (or check) the run folder and save the resolved config (rank 0 only).
+
+    Refuses, before writing anything, a ``resume`` with no checkpoint and a ``data.root`` that is missing.
+    """
+    if resume and not run.last.exists():
+        prev = previous_path(run.last)
+        hint = (
+            f" {prev} is there: rename it to {run.last.name} to resume from it."
+            if prev.exists()
+            else " Start a new run without --resume (or check --run-dir)."
+        )
+        raise FileNotFoundError(f"nothing to resume in {run.root}: it has no {run.last}.{hint}")
+    check_data_source(config)
     if run.last.exists() and not resume:
         if not overwrite:
             raise FileExistsError(
@@ -145,6 +149,7 @@ def _train(
     if ctx.main:
         start_run(config, run, resume, overwrite)
     distributed.barrier(ctx)
+    state = load_checkpoint(run.last) if resume else None  # a damaged checkpoint fails before any work
     train_cfg, seed = config["train"], config["experiment"]["seed"]
     if train_cfg["threads"]:
         torch.set_num_threads(train_cfg["threads"])
@@ -160,8 +165,7 @@ def _train(
     history: List[Dict[str, Any]] = []
     best = {"value": -float("inf"), "epoch": 0}
     start_epoch = 0
-    if resume and run.last.exists():
-        state = load_checkpoint(run.last)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

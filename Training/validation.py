@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from MPUNetCore.inference import Preprocessing, segment
+from MPUNetCore.inference import InferenceSettings, Preprocessing, segment
 from MPUNetCore.metrics import Confusion, DiceAccumulator, overlap_metrics
 
 from .cache import CachedCase
@@ -24,20 +24,21 @@ from .config import Config, classes_of
 TRAIN_METRICS = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "mcc")
 
 
-def window_of(config: Config) -> Tuple[Optional[int], ...]:
-    """The inference window with 0 (full extent) as None, as `segment` expects."""
-    return tuple(int(w) if w else None for w in config["inference"]["window"])
+CARD_SETTINGS = ("window", "overlap", "blending", "batch_size")
 
 
-def inference_options(config: Config) -> Dict[str, Any]:
-    """Keyword arguments of `segment` from the [inference] section (the model card's `inference`)."""
+def card_settings(config: Config) -> InferenceSettings:
+    """The settings an exported model card prescribes: the [inference] window, overlap, blending and
+    batch size (TTA, post-processing and the device stay the user's choice)."""
     inf = config["inference"]
-    return {
-        "window": window_of(config),
-        "overlap": inf["overlap"],
-        "blending": inf["blending"],
-        "batch_size": inf["batch_size"],
-    }
+    return InferenceSettings.from_dict({k: inf[k] for k in CARD_SETTINGS}, source="config [inference]")
+
+
+def inference_settings(config: Config, device: Any = "auto") -> InferenceSettings:
+    """The settings `evaluate` runs with: the card's, plus the [inference] section's post-processing
+    and TTA, on ``device``."""
+    inf = config["inference"]
+    return card_settings(config).replace(postprocess=inf["postprocess"], tta=inf["tta"], device=str(device))
 
 
 def identity_preprocessing(config: Config) -> Preprocessing:
@@ -80,22 +81,14 @@ def validate(
         raise ValueError("validate: a sharded validation (world > 1) needs a gather function")
     classes = classes_of(config)
     prep = identity_preprocessing(config)
-    options = inference_options(config)
+    # as `evaluate`, but without TTA (that is for `evaluate` only) and in the training precision
+    settings = inference_settings(config, device).replace(tta=False, precision=config["train"]["amp"])
     limit = config["inference"]["max_val_cases"] or len(cases)
     selected = list(cases[:limit])
     mine, share = DiceAccumulator(classes), selected[rank::world]
     for done, case in enumerate(share, 1):
         image = np.asarray(case.image())
-        prediction = segment(
-            image,
-            case.spacing,
-            model,
-            prep,
-            postprocess=config["inference"]["postprocess"],
-            device=device,
-            precision=_precision(config, device),
-            **options,
-        )
+        prediction = segment(image, case.spacing, model, prep, settings)
         reference = task_labels(case.label(), config["data"]["task"])
         mine.add(case.name, prediction, reference, spacing=tuple(reversed(case.spacing)))
         if progress is not None:
@@ -113,11 +106,6 @@ def validate(
         row[f"val_{name}_dice_global"] = float(summary["dice_global"])
     row["val_mean_dice"] = float(np.mean([row[f"val_{name}_dice"] for name in classes]))
     return row, accumulator.rows()
-
-
-def _precision(config: Config, device: torch.device) -> str:
-    amp = config["train"]["amp"]
-    return "auto" if amp == "auto" else amp
 
 
 class PatchConfusion:

@@ -47,7 +47,7 @@ MODES = ("fp32", "threads1", "channels_last", "bf16", "compile", "compile+thread
 def build(args, device: str = "cpu") -> MPUNet:
     torch.manual_seed(0)
     with torch.device(device):
-        net = MPUNet("released", channels=tuple(args.channels))
+        net = MPUNet(preset="released", channels=tuple(args.channels))
     if args.weights and device != "meta":
         net.load_state_dict(torch.load(args.weights, map_location="cpu", weights_only=True))
     return net.eval()
@@ -131,7 +131,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=list(MODES), help=f"modes: {PARTS} joined by '+'")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls per mode (compile: >= 1)")
     parser.add_argument("--repeat", type=int, default=1, help="timed calls per mode")
-    parser.add_argument("--weights", help="state dict of MPUNet('released') to use instead of random")
+    parser.add_argument("--weights", help="state dict of MPUNet(preset='released') to use instead of random")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -44,6 +44,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as error:
         print(f"mpunet {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as error:  # torch.OutOfMemoryError is a RuntimeError
+        from MPUNetCore.memory import is_out_of_memory, memory_error_message
+
+        if not is_out_of_memory(error):
+            raise
+        print(f"mpunet {args.command}: error: {memory_error_message(error)}", file=sys.stderr)
+        return 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

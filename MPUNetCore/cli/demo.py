@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from MPUNetCore.cli.segment import add_model_options, load_model
+from MPUNetCore.cli.segment import add_model_options, load_model, settings_from_args
 
 DEFAULT_OUTPUT = Path("mpunet-demo")
 DEMO_SEED = 2026  # not among the seeds the demo model was trained on
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from MPUNetCore.evaluation import evaluate_pairs, format_table, write_metrics
     from MPUNetCore.fileutils import check_writable
     from MPUNetCore.phantom import make_phantom
-    from MPUNetCore.segment import segment_file
+    from MPUNetCore.pipeline import segment_file
 
     output = args.output or fresh_folder(DEFAULT_OUTPUT)
     ct_path, label_path = output / "phantom-ct.nii.gz", output / "phantom-label.nii.gz"
@@ -78,10 +78,7 @@ def run(args: argparse.Namespace) -> int:
         prediction_path,
         bundle,
         overwrite=args.overwrite,
-        device=args.device,
-        tta=args.tta,
-        postprocess=args.postprocess,
-        batch_size=args.batch_size,
+        settings=settings_from_args(args, bundle.card),
         progress=ProgressBar("segmenting", args.progress),
     )
     print(f"segmentation: {prediction_path} ({time.perf_counter() - started:.1f} s)")

@@ -68,7 +68,7 @@ def run_info(args: argparse.Namespace) -> int:
     print(f"  network      : {arch['network']} {arch.get('preset', '')} {arch.get('overrides', {}) or ''}")
     print(f"  classes      : {', '.join(f'{c.value}={c.name}' for c in card.classes)}")
     print(f"  preprocessing: {card.preprocessing}")
-    print(f"  inference    : {card.inference}")
+    print(f"  inference    : {card.inference.to_dict()}")
     if card.training:
         print(f"  training     : {card.training.get('data', card.training)}")
     for split, values in card.metrics.items():

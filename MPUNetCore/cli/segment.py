@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import List, Tuple
 
 from MPUNetCore.cli.progress import ProgressBar
+from MPUNetCore.inference.settings import InferenceSettings
+from MPUNetCore.model_card import ModelCard
 from MPUNetCore.output_guard import LABEL_MAP_FORMATS
 
 
@@ -42,7 +44,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=LABEL_MAP_FORMATS,
         help="file format of outputs written into a folder (default .nii.gz)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace existing outputs (never an input)"
+    )
+    add_input_options(parser)
     parser.add_argument(
         "--progress",
         default="bar",
@@ -50,6 +55,41 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="progress display: a bar, JSON lines (for a parent process) or none",
     )
     parser.set_defaults(run=run)
+
+
+def memory_size(text: str) -> int:
+    """argparse type of --max-memory: a size such as 4G, 512M or 16GiB, in bytes."""
+    from MPUNetCore.memory import parse_memory
+
+    return parse_memory(text)
+
+
+def add_input_options(parser: argparse.ArgumentParser) -> None:
+    """Options that accept inputs refused by default, and the memory budget."""
+    parser.add_argument(
+        "--allow-uneven-slices",
+        action="store_true",
+        help="segment a DICOM series with missing slices or uneven spacing on an evenly spaced "
+        "approximation (refused by default; the output's header records it)",
+    )
+    parser.add_argument(
+        "--fill-nonfinite",
+        type=float,
+        metavar="HU",
+        help="replace NaN/infinite voxels with this value, e.g. -1000 (refused by default)",
+    )
+    parser.add_argument(
+        "--max-memory",
+        type=memory_size,
+        metavar="SIZE",
+        help="memory a run may use, e.g. 8G; a run estimated to need more is refused before it starts "
+        "(default: the memory available now)",
+    )
+
+
+def warn(line: str) -> None:
+    """Print a warning line on stderr (the Slicer module shows these lines in its log)."""
+    print(f"warning: {line}", file=sys.stderr)
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -63,14 +103,30 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps"
     )
-    parser.add_argument("--tta", action="store_true", help="test-time augmentation by mirroring (slower)")
+    parser.add_argument(
+        "--tta", action="store_true", default=None, help="test-time augmentation by mirroring (slower)"
+    )
     parser.add_argument(
         "--no-postprocess",
         dest="postprocess",
         action="store_false",
+        default=None,
         help="keep every liver component and tumours outside the liver",
     )
-    parser.add_argument("--batch-size", type=int, default=None, help="windows per forward pass")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="windows per forward pass (default: the card's)"
+    )
+
+
+def settings_from_args(args: argparse.Namespace, card: ModelCard) -> InferenceSettings:
+    """The card's `InferenceSettings` with the options given on the command line applied."""
+    given = {
+        "device": args.device,
+        "tta": args.tta,
+        "postprocess": args.postprocess,
+        "batch_size": args.batch_size,
+    }
+    return card.inference.replace(**{k: v for k, v in given.items() if v is not None})
 
 
 def load_model(args: argparse.Namespace):
@@ -124,9 +180,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _segment_all(args: argparse.Namespace, plan: List[Tuple[str, Path, Path]]) -> int:
-    from MPUNetCore.segment import segment_file
+    from MPUNetCore.memory import OutOfMemory, is_out_of_memory, memory_error_message
+    from MPUNetCore.pipeline import segment_file
 
     bundle = load_model(args)
+    settings = settings_from_args(args, bundle.card)
     failures = []
     for name, source, target in plan:
         start = time.perf_counter()
@@ -137,15 +195,18 @@ def _segment_all(args: argparse.Namespace, plan: List[Tuple[str, Path, Path]]) -
                 bundle,
                 overwrite=args.overwrite,
                 series_uid=args.series,
-                device=args.device,
-                tta=args.tta,
-                postprocess=args.postprocess,
-                batch_size=args.batch_size,
+                settings=settings,
                 progress=ProgressBar(f"{name}: windows", args.progress),
+                allow_uneven_slices=args.allow_uneven_slices,
+                fill_nonfinite=args.fill_nonfinite,
+                max_memory=args.max_memory,
+                warn=warn,
             )
-        except (ValueError, OSError, RuntimeError) as error:
+        except (ValueError, OSError, RuntimeError, MemoryError) as error:
+            if is_out_of_memory(error):
+                error = OutOfMemory(memory_error_message(error, f"segmenting {source}"))
             if len(plan) == 1:
-                raise
+                raise error from None
             failures.append((name, error))
             print(f"{name}: FAILED: {error}", file=sys.stderr)
             continue

@@ -1,34 +1,47 @@
 """Inference engine: preprocessing, sliding-window prediction, post-processing, whole-volume segment().
 
-No Slicer imports; torch, numpy and SimpleITK only.
+No Slicer imports; torch, numpy and SimpleITK only. The names below are imported on first use
+(PEP 562), so that ``MPUNetCore.inference.settings`` stays torch-free for the Slicer GUI process.
 """
 
 from __future__ import annotations
 
-from .devices import select_device
-from .engine import predict_network_probabilities, predict_probabilities, segment
-from .postprocessing import largest_component, postprocess_labels
-from .preprocessing import NetworkTransform, Preprocessing, to_network_space
-from .resampling import probabilities_to_grid, probabilities_to_labels, resample_to_shape
-from .roi import body_box
-from .sliding_window import InferenceCancelled, importance_map, sliding_window_predict, window_starts
+import importlib
+from typing import Any
 
-__all__ = [
-    "InferenceCancelled",
-    "NetworkTransform",
-    "Preprocessing",
-    "body_box",
-    "importance_map",
-    "largest_component",
-    "postprocess_labels",
-    "predict_network_probabilities",
-    "predict_probabilities",
-    "probabilities_to_grid",
-    "probabilities_to_labels",
-    "resample_to_shape",
-    "segment",
-    "select_device",
-    "sliding_window_predict",
-    "to_network_space",
-    "window_starts",
-]
+_EXPORTS = {
+    "Blending": "settings",
+    "DeviceKind": "settings",
+    "InferenceSettings": "settings",
+    "InferenceSettingsError": "settings",
+    "Precision": "settings",
+    "select_device": "devices",
+    "predict_network_probabilities": "engine",
+    "predict_probabilities": "engine",
+    "segment": "engine",
+    "largest_component": "postprocessing",
+    "postprocess_labels": "postprocessing",
+    "NetworkTransform": "preprocessing",
+    "Preprocessing": "preprocessing",
+    "to_network_space": "preprocessing",
+    "probabilities_to_grid": "resampling",
+    "probabilities_to_labels": "resampling",
+    "resample_to_shape": "resampling",
+    "body_box": "roi",
+    "InferenceCancelled": "sliding_window",
+    "importance_map": "sliding_window",
+    "sliding_window_predict": "sliding_window",
+    "window_starts": "sliding_window",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,6 +1,6 @@
 """Whole-volume segmentation: preprocessing -> sliding window -> back to the input grid -> cleanup.
 
-The released MPU-Net code (DESIGN §3) segments a scan with 48-slice windows at stride 24 along z
+The released MPU-Net code (background §3) segments a scan with 48-slice windows at stride 24 along z
 (50 % overlap) over the full 256 x 256 in-plane extent of the network space, averages the windows
 plainly, upsamples the probabilities back to 512 x 512 and takes the argmax. This engine does the same
 steps with these defaults:
@@ -30,16 +30,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from .devices import DeviceLike, select_device
+from .devices import select_device
 from .postprocessing import postprocess_labels
 from .preprocessing import NetworkTransform, Preprocessing, to_network_space
 from .resampling import probabilities_to_grid, probabilities_to_labels
 from .roi import body_box
-from .sliding_window import CancelLike, ProgressFn, TTALike, check_cancel, sliding_window_predict
+from .settings import InferenceSettings, resolve_settings
+from .sliding_window import CancelLike, ProgressFn, check_cancel, sliding_window_predict
 
 __all__ = ["predict_network_probabilities", "predict_probabilities", "segment", "select_device"]
 
-DEFAULT_WINDOW: Tuple[int, int, int] = (48, 256, 256)
+DEFAULT_WINDOW: Tuple[Optional[int], ...] = InferenceSettings().window
 
 
 def predict_network_probabilities(
@@ -47,50 +48,33 @@ def predict_network_probabilities(
     spacing: Sequence[float],
     model: nn.Module,
     preprocessing: Optional[Preprocessing] = None,
-    window: Sequence[Optional[int]] = DEFAULT_WINDOW,
-    overlap: float = 0.25,
-    blending: str = "gaussian",
-    batch_size: int = 1,
-    tta: TTALike = False,
-    device: DeviceLike = "auto",
-    precision: str = "auto",
+    settings: Optional[InferenceSettings] = None,
     progress: Optional[ProgressFn] = None,
     cancel: CancelLike = None,
-    crop_to_body: bool = False,
-    body_margin: int = 8,
+    **overrides: Any,
 ) -> Tuple[torch.Tensor, NetworkTransform]:
     """Class probabilities on the network grid, with the transform back to the input grid.
 
-    Arguments as in :func:`segment`.
+    Arguments as in :func:`segment` (``settings.postprocess`` is not used here).
 
     Returns:
         (probs, transform): float32 CPU tensor (C, z', y', x') and the :class:`NetworkTransform`.
     """
+    settings = resolve_settings(settings, overrides)
     prep = preprocessing if preprocessing is not None else Preprocessing()
     check_cancel(cancel)
     image, transform = to_network_space(volume_array, spacing, prep)
     check_cancel(cancel)
     box = None
-    if crop_to_body:
+    if settings.crop_to_body:
         multiple = int(getattr(model, "input_multiple", 8) or 1)
-        box = body_box(image, prep.pad_value, margin=body_margin, multiple=multiple)
+        box = body_box(image, prep.pad_value, margin=settings.body_margin, multiple=multiple)
     if box is not None:
         full_shape = tuple(image.shape)
         image = image[:, box[0], box[1]]
-        window = _shrink_window(window, image.shape, multiple)
+        settings = settings.replace(window=_shrink_window(settings.window, image.shape, multiple))
     probs = sliding_window_predict(
-        image,
-        model,
-        window=window,
-        overlap=overlap,
-        blending=blending,
-        batch_size=batch_size,
-        tta=tta,
-        device=device,
-        precision=precision,
-        pad_value=prep.pad_value,
-        progress=progress,
-        cancel=cancel,
+        image, model, settings, pad_value=prep.pad_value, progress=progress, cancel=cancel
     )
     if box is not None:
         sub = probs
@@ -115,17 +99,21 @@ def predict_probabilities(
     spacing: Sequence[float],
     model: nn.Module,
     preprocessing: Optional[Preprocessing] = None,
+    settings: Optional[InferenceSettings] = None,
+    progress: Optional[ProgressFn] = None,
+    cancel: CancelLike = None,
     dtype: Any = np.float32,
-    **kwargs: Any,
+    **overrides: Any,
 ) -> np.ndarray:
     """Class probabilities resampled onto the input grid: array (C, z, y, x).
 
     Needs C x the input volume's voxel count x itemsize of memory (use ``dtype=np.float16`` to halve
-    it); :func:`segment` never builds this array. Other arguments as in :func:`segment` (without
-    ``postprocess``).
+    it); :func:`segment` never builds this array. Other arguments as in :func:`segment`
+    (``settings.postprocess`` is not used here).
     """
-    cancel = kwargs.get("cancel")
-    probs, tr = predict_network_probabilities(volume_array, spacing, model, preprocessing, **kwargs)
+    probs, tr = predict_network_probabilities(
+        volume_array, spacing, model, preprocessing, settings, progress, cancel, **overrides
+    )
     return probabilities_to_grid(probs, tr.input_shape, dtype=dtype, check=lambda: check_cancel(cancel))
 
 
@@ -134,18 +122,10 @@ def segment(
     spacing: Sequence[float],
     model: nn.Module,
     preprocessing: Optional[Preprocessing] = None,
-    window: Sequence[Optional[int]] = DEFAULT_WINDOW,
-    overlap: float = 0.25,
-    blending: str = "gaussian",
-    batch_size: int = 1,
-    tta: TTALike = False,
-    postprocess: bool = True,
-    device: DeviceLike = "auto",
-    precision: str = "auto",
+    settings: Optional[InferenceSettings] = None,
     progress: Optional[ProgressFn] = None,
     cancel: CancelLike = None,
-    crop_to_body: bool = False,
-    body_margin: int = 8,
+    **overrides: Any,
 ) -> np.ndarray:
     """Segment a CT volume; the label map lies exactly on the input grid.
 
@@ -153,53 +133,30 @@ def segment(
         volume_array: (z, y, x) array in HU (``SimpleITK.GetArrayFromImage`` order); not modified.
         spacing: (x, y, z) voxel spacing in mm (``SimpleITK.Image.GetSpacing`` order).
         model: network returning class probabilities (B, C, *window) in eval mode (MPUNet, UNet);
-            moved to ``device``; its train/eval flag is restored afterwards.
+            moved to ``settings.device``; its train/eval flag is restored afterwards.
         preprocessing: the model's :class:`Preprocessing` (default: the released one).
-        window: network-space window (D, H, W), multiples of ``model.input_multiple``; None entries
-            mean the full extent; (H, W) or D = 1 for a 2-D model (applied slice by slice).
-        overlap: minimum overlap between neighbouring windows, in [0, 1).
-        blending: "gaussian" or "constant" weighting of overlapping windows.
-        batch_size: windows per forward pass.
-        tta: mirroring test-time augmentation (True: all flips; or a list of axis tuples).
-        postprocess: keep the largest liver component and only tumours touching the liver.
-        device: "auto" (CUDA, then MPS, then CPU), "cpu", "cuda[:N]", "mps".
-        precision: "auto" (bf16/fp16 autocast on CUDA, float32 elsewhere), "float32", "bfloat16",
-            "float16".
+        settings: window, overlap, blending, batch size, test-time augmentation, post-processing,
+            device, precision and body crop (see :class:`InferenceSettings`); None: the defaults.
         progress: ``progress(done_windows, total_windows)`` after each batch.
         cancel: ``threading.Event`` or zero-argument callable; when set, :class:`InferenceCancelled`
             is raised at the next check (between windows and between stages).
-        crop_to_body: run the network only on the in-plane bounding box of the body (everything above
-            the lower HU clip, plus ``body_margin``); the in-plane window shrinks to that box. Outside
-            it the labels are background. Saves the work spent on the air around the patient, but the
-            network sees less air than in training: off by default, verify on real weights first.
-        body_margin: network-space voxels of air kept around the body's bounding box.
+        **overrides: single settings replacing those of ``settings``, e.g. ``window=(16, None, None)``;
+            an unknown name raises :class:`InferenceSettingsError`.
 
     Returns:
         uint8 label map with the input's shape: 0 background, 1 liver, 2 tumour (for 3 classes).
 
     Example:
-        >>> labels = segment(ct_array, image.GetSpacing(), model.eval())  # doctest: +SKIP
+        >>> fast = InferenceSettings(window=(48, 256, 256), batch_size=2)
+        >>> labels = segment(ct_array, image.GetSpacing(), model.eval(), settings=fast)  # doctest: +SKIP
     """
+    settings = resolve_settings(settings, overrides)
     probs, tr = predict_network_probabilities(
-        volume_array,
-        spacing,
-        model,
-        preprocessing,
-        window=window,
-        overlap=overlap,
-        blending=blending,
-        batch_size=batch_size,
-        tta=tta,
-        device=device,
-        precision=precision,
-        progress=progress,
-        cancel=cancel,
-        crop_to_body=crop_to_body,
-        body_margin=body_margin,
+        volume_array, spacing, model, preprocessing, settings, progress, cancel
     )
     labels = probabilities_to_labels(probs, tr.input_shape, check=lambda: check_cancel(cancel))
     del probs
     check_cancel(cancel)
-    if postprocess:
+    if settings.postprocess:
         labels = postprocess_labels(labels)
     return labels

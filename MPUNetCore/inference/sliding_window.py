@@ -25,12 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .devices import DeviceLike, autocast_context, resolve_precision, select_device
+from .devices import autocast_context, resolve_precision, select_device
+from .settings import Blending, InferenceSettings, resolve_settings
 
 ProgressFn = Callable[[int, int], None]
 CancelLike = Any  # threading.Event-like (has is_set()) or a zero-argument callable returning bool
 TTALike = Union[bool, Sequence[Sequence[int]]]
-_BLENDINGS = ("gaussian", "constant")
+_BLENDINGS = tuple(b.value for b in Blending)
 
 
 class InferenceCancelled(RuntimeError):
@@ -104,6 +105,7 @@ def importance_map(
     Returns:
         float32 CPU tensor of shape ``window``.
     """
+    mode = mode.value if isinstance(mode, Blending) else mode
     if mode not in _BLENDINGS:
         raise ValueError(f"blending must be one of {_BLENDINGS}, got {mode!r}")
     return _importance(tuple(int(v) for v in window), mode, float(sigma_scale), tuple(sorted(flat_axes)))
@@ -201,59 +203,43 @@ def _resolve_window(
 def sliding_window_predict(
     image: torch.Tensor,
     model: nn.Module,
-    window: Sequence[Optional[int]] = (48, 256, 256),
-    overlap: float = 0.25,
-    blending: str = "gaussian",
-    batch_size: int = 1,
-    tta: TTALike = False,
-    device: DeviceLike = "auto",
-    precision: str = "auto",
+    settings: Optional[InferenceSettings] = None,
     pad_value: float = -1.0,
     progress: Optional[ProgressFn] = None,
     cancel: CancelLike = None,
-    sigma_scale: float = 0.125,
+    **overrides: Any,
 ) -> torch.Tensor:
     """Apply ``model`` window by window and blend the class probabilities.
 
     Args:
         image: network-space CPU tensor (z, y, x) or (C_in, z, y, x).
         model: network returning class probabilities (B, C, *window) in eval mode; moved to
-            ``device`` and put in eval mode for the call. Must accept spatial sizes that are
+            ``settings.device`` and put in eval mode for the call. Must accept spatial sizes that are
             multiples of its ``input_multiple`` attribute (8 if absent).
-        window: (D, H, W); None entries mean the full (padded) extent; (H, W) or D = 1 for 2-D.
-        overlap: minimum overlap fraction between neighbouring windows, in [0, 1).
-        blending: "gaussian" or "constant".
-        batch_size: windows per forward pass.
-        tta: mirroring test-time augmentation, see :func:`tta_flip_dims`.
-        device: "auto", "cpu", "cuda[:N]", "mps" or a ``torch.device``.
-        precision: "auto" (bf16/fp16 autocast on CUDA, float32 elsewhere), "float32", "bfloat16",
-            "float16".
+        settings: window, overlap, blending, sigma_scale, batch_size, tta, device and precision (see
+            :class:`InferenceSettings`; the others are not used here); None: the defaults.
         pad_value: value used to pad volumes smaller than the window (air after preprocessing).
         progress: called as ``progress(done_windows, total_windows)`` after each batch.
         cancel: ``threading.Event`` or zero-argument callable, checked before each batch.
-        sigma_scale: gaussian sigma as a fraction of the window.
+        **overrides: single settings replacing those of ``settings`` (e.g. ``tta=True``).
 
     Returns:
         float32 CPU tensor (C, z, y, x) of blended probabilities, same spatial shape as ``image``.
 
     Raises:
-        ValueError: bad window/overlap/blending/batch size, or a model output of the wrong form.
+        ValueError: bad settings, a window the model cannot take, or a model output of the wrong form.
         InferenceCancelled: when ``cancel`` is set.
     """
-    if not 0.0 <= float(overlap) < 1.0:
-        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
-    if blending not in _BLENDINGS:
-        raise ValueError(f"blending must be one of {_BLENDINGS}, got {blending!r}")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    settings = resolve_settings(settings, overrides)
     if image.dim() == 3:
         image = image.unsqueeze(0)
     if image.dim() != 4:
         raise ValueError(f"image must be (z, y, x) or (C, z, y, x), got shape {tuple(image.shape)}")
     shape = tuple(int(v) for v in image.shape[1:])
-    win, two_d, _ = _resolve_window(window, shape, model)
-    dev = select_device(device)
-    amp_dtype = resolve_precision(precision, dev)
+    win, two_d, _ = _resolve_window(settings.window, shape, model)
+    dev = select_device(settings.device)
+    amp_dtype = resolve_precision(settings.precision.value, dev)
+    batch_size = settings.batch_size
 
     padded = tuple(max(s, w) for s, w in zip(shape, win))
     before = tuple((p - s) // 2 for p, s in zip(padded, shape))
@@ -263,13 +249,13 @@ def sliding_window_predict(
             pad += [b, p - s - b]
         image = F.pad(image, pad, mode="constant", value=float(pad_value))
 
-    starts = [window_starts(p, w, float(overlap)) for p, w in zip(padded, win)]
+    starts = [window_starts(p, w, settings.overlap) for p, w in zip(padded, win)]
     flat = tuple(i for i, s in enumerate(starts) if len(s) == 1)
     positions = list(itertools.product(*starts))
     total = len(positions)
-    imp_cpu = importance_map(win, blending, sigma_scale, flat)
+    imp_cpu = importance_map(win, settings.blending.value, settings.sigma_scale, flat)
     imp = imp_cpu.to(dev)
-    flips = tta_flip_dims(tta, 2 if two_d else 3)
+    flips = tta_flip_dims(settings.tta, 2 if two_d else 3)
     d, h, w = win
 
     acc: Optional[torch.Tensor] = None

@@ -30,9 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["PositionAttention", "default_chunk_size", "position_attention"]
+from .blocks import conv_type
 
-_IMPLS = ("auto", "chunked", "sdpa")
+__all__ = ["ATTENTION_IMPLS", "PositionAttention", "default_chunk_size", "position_attention"]
+
+#: Implementations `position_attention` (and MPUNet's ``attention_impl``) accept.
+ATTENTION_IMPLS = ("auto", "chunked", "sdpa")
 #: Memory per intra-op thread for the chunked implementation's (chunk x N) score block, in bytes.
 CHUNK_BUDGET_BYTES = 8 * 2**20
 
@@ -177,8 +180,8 @@ def position_attention(
         >>> position_attention(q, k, v).shape
         torch.Size([1, 1, 100, 32])
     """
-    if impl not in _IMPLS:
-        raise ValueError(f"impl must be one of {_IMPLS}, got {impl!r}")
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
     if query.dim() != 4 or key.shape != query.shape or value.shape[:3] != query.shape[:3]:
         raise ValueError(
             "expected query and key of shape (B, H, N, Dqk) and value (B, H, N, Dv), got "
@@ -219,8 +222,8 @@ class PositionAttention(nn.Module):
     projection that mixes the heads.
 
     Args:
-        channels: input (= value = output) channels C.
         spatial_dims: 2 or 3.
+        channels: input (= value = output) channels C.
         qk_channels: query/key channels; default ``channels // 8`` (DANet).
         heads: number of heads; must divide ``qk_channels`` and ``channels``.
         scale: score scale; ``None`` gives ``1/sqrt(qk_channels / heads)`` (Transformer), DANet
@@ -229,15 +232,15 @@ class PositionAttention(nn.Module):
         impl: attention implementation, see :func:`position_attention`.
 
     Example:
-        >>> pam = PositionAttention(64, spatial_dims=3)
+        >>> pam = PositionAttention(spatial_dims=3, channels=64)
         >>> pam(torch.randn(1, 64, 2, 4, 4)).shape
         torch.Size([1, 64, 2, 4, 4])
     """
 
     def __init__(
         self,
+        spatial_dims: int,
         channels: int,
-        spatial_dims: int = 3,
         qk_channels: Optional[int] = None,
         heads: int = 1,
         scale: Optional[float] = 1.0,
@@ -251,9 +254,9 @@ class PositionAttention(nn.Module):
                 f"heads={heads} must divide qk_channels={qk_channels} and channels={channels} "
                 "(and both must be >= 1); pick heads among their common divisors"
             )
-        if impl not in _IMPLS:
-            raise ValueError(f"impl must be one of {_IMPLS}, got {impl!r}")
-        conv = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
+        if impl not in ATTENTION_IMPLS:
+            raise ValueError(f"impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
+        conv = conv_type(spatial_dims)
         self.heads, self.impl = heads, impl
         self.scale = float(scale) if scale is not None else (qk_channels // heads) ** -0.5
         self.query = conv(channels, qk_channels, kernel_size=1)

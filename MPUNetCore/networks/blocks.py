@@ -21,6 +21,7 @@ __all__ = [
     "Head",
     "MultiScaleBlock",
     "Up",
+    "bn_type",
     "conv_type",
     "interp_mode",
     "resize",
@@ -38,7 +39,8 @@ def conv_type(spatial_dims: int) -> Type[nn.Module]:
     return nn.Conv3d if _check_dims(spatial_dims) == 3 else nn.Conv2d
 
 
-def _bn_type(spatial_dims: int) -> Type[nn.Module]:
+def bn_type(spatial_dims: int) -> Type[nn.Module]:
+    """``nn.BatchNorm2d`` or ``nn.BatchNorm3d``."""
     return nn.BatchNorm3d if _check_dims(spatial_dims) == 3 else nn.BatchNorm2d
 
 
@@ -58,13 +60,13 @@ class ConvStack(nn.Module):
     """``n`` times (3x3 convolution + per-channel PReLU): the encoder (n=2) and decoder (n=3) stages.
 
     Args:
+        spatial_dims: 2 or 3.
         in_channels: input channels.
         out_channels: output channels of every convolution.
         n_convs: number of convolution + PReLU pairs.
-        spatial_dims: 2 or 3.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, n_convs: int, spatial_dims: int = 3) -> None:
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, n_convs: int) -> None:
         super().__init__()
         conv = conv_type(spatial_dims)
         layers = []
@@ -111,16 +113,16 @@ class Down(nn.Module):
     The max-pool is :class:`BoxMaxPool` (same result, faster without autograd).
 
     Args:
+        spatial_dims: 2 or 3.
         in_channels: input channels.
         out_channels: output channels.
         stride: 2 (kernel 2, halves the size) or 1 (kernel 3, padding 1, keeps it).
         elu_alpha: the ELU's alpha. The released network uses ``alpha = out_channels`` (its ELU was
             built with the channel count as first argument); pass that to reproduce it.
-        spatial_dims: 2 or 3.
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, stride: int, elu_alpha: float, spatial_dims: int = 3
+        self, spatial_dims: int, in_channels: int, out_channels: int, stride: int, elu_alpha: float
     ) -> None:
         super().__init__()
         if stride not in (1, 2):
@@ -130,7 +132,7 @@ class Down(nn.Module):
         self.layers = nn.Sequential(
             BoxMaxPool(),
             conv(in_channels, out_channels, kernel, stride=stride, padding=padding),
-            _bn_type(spatial_dims)(out_channels),
+            bn_type(spatial_dims)(out_channels),
             nn.ELU(alpha=float(elu_alpha)),
         )
 
@@ -142,7 +144,7 @@ class Down(nn.Module):
 class Up(nn.Module):
     """Transposed convolution (k2, s2) + per-channel PReLU: doubles the spatial size."""
 
-    def __init__(self, in_channels: int, out_channels: int, spatial_dims: int = 3) -> None:
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int) -> None:
         super().__init__()
         tconv = nn.ConvTranspose3d if _check_dims(spatial_dims) == 3 else nn.ConvTranspose2d
         self.layers = nn.Sequential(tconv(in_channels, out_channels, 2, stride=2), nn.PReLU(out_channels))
@@ -160,15 +162,15 @@ class AttentionGate(nn.Module):
     ``align_corners=False``) if they differ.
 
     Args:
+        spatial_dims: 2 or 3.
         x_channels: channels of the gated features x.
         g_channels: channels of the gating signal g.
         inner_channels: F_int.
-        spatial_dims: 2 or 3.
     """
 
-    def __init__(self, x_channels: int, g_channels: int, inner_channels: int, spatial_dims: int = 3) -> None:
+    def __init__(self, spatial_dims: int, x_channels: int, g_channels: int, inner_channels: int) -> None:
         super().__init__()
-        conv, bn = conv_type(spatial_dims), _bn_type(spatial_dims)
+        conv, bn = conv_type(spatial_dims), bn_type(spatial_dims)
         self.x_proj = nn.Sequential(conv(x_channels, inner_channels, 1), bn(inner_channels))
         self.g_proj = nn.Sequential(conv(g_channels, inner_channels, 1), bn(inner_channels))
         self.psi = nn.Sequential(conv(inner_channels, 1, 1), bn(1), nn.Sigmoid())
@@ -183,7 +185,7 @@ class AttentionGate(nn.Module):
 class Head(nn.Module):
     """1x1 convolution to class logits, resized (linear, ``align_corners=False``) to the input size."""
 
-    def __init__(self, in_channels: int, out_channels: int, spatial_dims: int = 3) -> None:
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.conv = conv_type(spatial_dims)(in_channels, out_channels, 1)
 
@@ -205,11 +207,11 @@ class MultiScaleBlock(nn.Module):
     channels, so X has ``channels``.
 
     Args:
-        channels: input and output channels (even).
         spatial_dims: 2 or 3.
+        channels: input and output channels (even).
     """
 
-    def __init__(self, channels: int, spatial_dims: int = 3) -> None:
+    def __init__(self, spatial_dims: int, channels: int) -> None:
         super().__init__()
         conv = conv_type(spatial_dims)
         half = channels // 2

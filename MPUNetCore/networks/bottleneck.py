@@ -17,14 +17,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import PositionAttention
-from .blocks import conv_type, resize
+from .blocks import bn_type, conv_type, resize
 
 __all__ = ["PamLayer", "PaperPamLayer", "PatchAttention"]
 
 
-def _conv_bn_prelu(in_channels: int, out_channels: int, spatial_dims: int) -> nn.Sequential:
-    bn = nn.BatchNorm3d if spatial_dims == 3 else nn.BatchNorm2d
-    conv = conv_type(spatial_dims)
+def _conv_bn_prelu(spatial_dims: int, in_channels: int, out_channels: int) -> nn.Sequential:
+    conv, bn = conv_type(spatial_dims), bn_type(spatial_dims)
     return nn.Sequential(conv(in_channels, out_channels, 3, padding=1), bn(out_channels), nn.PReLU())
 
 
@@ -32,19 +31,19 @@ class PamLayer(nn.Module):
     """Released PAM layer: conv3x3 + BN + PReLU(1) -> DANet position attention -> conv3x3 + BN + PReLU(1).
 
     Args:
+        spatial_dims: 2 or 3.
         in_channels: input channels (2C in MPU-Net).
         channels: C, the attention and output width (C/8 must be >= 1).
-        spatial_dims: 2 or 3.
         impl: attention implementation (:func:`~MPUNetCore.networks.attention.position_attention`).
     """
 
-    def __init__(self, in_channels: int, channels: int, spatial_dims: int = 3, impl: str = "auto") -> None:
+    def __init__(self, spatial_dims: int, in_channels: int, channels: int, impl: str = "auto") -> None:
         super().__init__()
-        self.pre = _conv_bn_prelu(in_channels, channels, spatial_dims)
+        self.pre = _conv_bn_prelu(spatial_dims, in_channels, channels)
         self.attention: nn.Module = PositionAttention(
-            channels, spatial_dims, qk_channels=channels // 8, scale=1.0, impl=impl
+            spatial_dims, channels, qk_channels=channels // 8, scale=1.0, impl=impl
         )
-        self.post = _conv_bn_prelu(channels, channels, spatial_dims)
+        self.post = _conv_bn_prelu(spatial_dims, channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the layer."""
@@ -80,23 +79,23 @@ class PatchAttention(nn.Module):
       resolution; that is added to F (residual).
 
     Args:
+        spatial_dims: 2 or 3.
         channels: C.
         embed_dim: token width d (divisible by ``heads``).
         patch_size: P.
         heads: attention heads.
         position_grid: patch grid the position embedding is stored for.
-        spatial_dims: 2 or 3.
         impl: attention implementation.
     """
 
     def __init__(
         self,
+        spatial_dims: int,
         channels: int,
         embed_dim: int,
         patch_size: int,
         heads: int,
         position_grid: Sequence[int],
-        spatial_dims: int = 3,
         impl: str = "auto",
     ) -> None:
         super().__init__()
@@ -107,7 +106,7 @@ class PatchAttention(nn.Module):
         self.position = nn.Parameter(torch.zeros(1, embed_dim, *position_grid))
         nn.init.trunc_normal_(self.position, std=0.02)
         self.attention = PositionAttention(
-            embed_dim, spatial_dims, qk_channels=embed_dim, heads=heads, scale=None, out_proj=True, impl=impl
+            spatial_dims, embed_dim, qk_channels=embed_dim, heads=heads, scale=None, out_proj=True, impl=impl
         )
         self.distill = nn.Sequential(
             nn.Conv1d(embed_dim, embed_dim, 3, padding=1),
@@ -136,28 +135,28 @@ class PaperPamLayer(PamLayer):
     """PAM layer of the paper preset: conv + BN + PReLU -> :class:`PatchAttention` -> conv + BN + PReLU.
 
     Args:
+        spatial_dims: 2 or 3.
         in_channels: input channels (2C).
         channels: C.
         embed_dim: token width.
         patch_size: patch size P.
         heads: attention heads.
         position_grid: patch grid for the stored position embedding.
-        spatial_dims: 2 or 3.
         impl: attention implementation.
     """
 
     def __init__(
         self,
+        spatial_dims: int,
         in_channels: int,
         channels: int,
         embed_dim: int,
         patch_size: int,
         heads: int,
         position_grid: Sequence[int],
-        spatial_dims: int = 3,
         impl: str = "auto",
     ) -> None:
-        super().__init__(in_channels, channels, spatial_dims, impl)
+        super().__init__(spatial_dims, in_channels, channels, impl)
         self.attention = PatchAttention(
-            channels, embed_dim, patch_size, heads, position_grid, spatial_dims, impl
+            spatial_dims, channels, embed_dim, patch_size, heads, position_grid, impl
         )

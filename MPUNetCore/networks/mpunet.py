@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import _IMPLS
+from .attention import ATTENTION_IMPLS
 from .blocks import AttentionGate, ConvStack, Down, Head, MultiScaleBlock, Up, as_size_tuple, conv_type
 from .bottleneck import PamLayer, PaperPamLayer
 
@@ -91,12 +91,12 @@ class MPUNet(nn.Module):
     Dropout (``dropout``, 0.2) follows encoder stages 2-5 and decoder stages 1-3 in training only.
 
     Args:
-        preset: "released" or "paper".
         spatial_dims: 3 for volumes (B, C, D, H, W), 2 for slices (B, C, H, W).
         in_channels: input channels. The first stage's residual adds the input to 16 channels: a
             1-channel input is broadcast (as released); other counts except ``channels[0]`` get a
             1x1 projection for the residual.
         out_channels: classes (>= 2; background included).
+        preset: "released" or "paper" (pass it by keyword).
         **overrides: any key of ``PRESETS[preset]``:
             ``channels`` (5 even encoder widths, last divisible by 8; default (16, 32, 64, 128, 256)),
             ``dropout`` (0 <= p < 1), ``elu_alpha`` ("channels" for the released ELU(alpha=C), or a
@@ -108,7 +108,7 @@ class MPUNet(nn.Module):
             48 x 256 x 256 window, or 256 x 256 in 2D).
 
     Example:
-        >>> net = MPUNet("released", spatial_dims=3, channels=(4, 8, 16, 32, 64)).eval()
+        >>> net = MPUNet(spatial_dims=3, preset="released", channels=(4, 8, 16, 32, 64)).eval()
         >>> net(torch.zeros(1, 1, 16, 32, 32)).shape
         torch.Size([1, 2, 16, 32, 32])
     """
@@ -117,10 +117,10 @@ class MPUNet(nn.Module):
 
     def __init__(
         self,
-        preset: str = "released",
         spatial_dims: int = 3,
         in_channels: int = 1,
         out_channels: int = 2,
+        preset: str = "released",
         **overrides: Any,
     ) -> None:
         super().__init__()
@@ -143,27 +143,27 @@ class MPUNet(nn.Module):
 
         self.input_proj = None if in_channels in (1, c[0]) else conv_type(dims)(in_channels, c[0], 1)
         self.encoders = nn.ModuleList(
-            [ConvStack(in_channels if i == 0 else c[i], c[i], 2, dims) for i in range(5)]
+            [ConvStack(dims, in_channels if i == 0 else c[i], c[i], 2) for i in range(5)]
         )
         down_io = [(c[0], c[1], 2), (c[1], c[2], 2), (c[2], c[3], 2), (c[3], c[4], 1), (c[4], 2 * c[4], 1)]
-        self.downs = nn.ModuleList([Down(i, o, s, alpha(o), dims) for i, o, s in down_io])
+        self.downs = nn.ModuleList([Down(dims, i, o, s, alpha(o)) for i, o, s in down_io])
         if preset == "released":
-            self.bottleneck: PamLayer = PamLayer(2 * c[4], c[4], dims, cfg["attention_impl"])
+            self.bottleneck: PamLayer = PamLayer(dims, 2 * c[4], c[4], cfg["attention_impl"])
         else:
             self.bottleneck = PaperPamLayer(
-                2 * c[4], c[4], cfg["embed_dim"], cfg["patch_size"], cfg["heads"], cfg["position_grid"], dims,
+                dims, 2 * c[4], c[4], cfg["embed_dim"], cfg["patch_size"], cfg["heads"], cfg["position_grid"],
                 cfg["attention_impl"],
             )  # fmt: skip
         widths = [c[4], c[3], c[2], c[1]]  # decoder widths, deep -> shallow
         dec_in = [c[3], c[3] + c[2], c[2] + c[1], c[1] + c[0]]
-        self.decoders = nn.ModuleList([ConvStack(i, o, 3, dims) for i, o in zip(dec_in, widths)])
-        self.ups = nn.ModuleList([Up(widths[i], widths[i + 1], dims) for i in range(3)])
-        self.gates = nn.ModuleList([AttentionGate(w, w, w // 2, dims) for w in widths])
-        self.heads = nn.ModuleList([Head(w, out_channels, dims) for w in widths])
+        self.decoders = nn.ModuleList([ConvStack(dims, i, o, 3) for i, o in zip(dec_in, widths)])
+        self.ups = nn.ModuleList([Up(dims, widths[i], widths[i + 1]) for i in range(3)])
+        self.gates = nn.ModuleList([AttentionGate(dims, w, w, w // 2) for w in widths])
+        self.heads = nn.ModuleList([Head(dims, w, out_channels) for w in widths])
         self.multiscale = None
         self.fusion = None
         if preset == "paper":
-            self.multiscale = nn.ModuleList([MultiScaleBlock(w, dims) for w in widths])
+            self.multiscale = nn.ModuleList([MultiScaleBlock(dims, w) for w in widths])
         if cfg["fusion"] == "learned":
             self.fusion = conv_type(dims)(4 * out_channels, out_channels, 1)
             with torch.no_grad():  # start as the plain average of the four heads' logits
@@ -216,8 +216,10 @@ class MPUNet(nn.Module):
             raise ValueError(f"elu_alpha must be 'channels' or a positive number, got {a!r}")
         if cfg["fusion"] not in ("mean", "learned"):
             raise ValueError(f"fusion must be 'mean' or 'learned', got {cfg['fusion']!r}")
-        if cfg["attention_impl"] not in _IMPLS:
-            raise ValueError(f"attention_impl must be one of {_IMPLS}, got {cfg['attention_impl']!r}")
+        if cfg["attention_impl"] not in ATTENTION_IMPLS:
+            raise ValueError(
+                f"attention_impl must be one of {ATTENTION_IMPLS}, got {cfg['attention_impl']!r}"
+            )
         if preset == "paper":
             patch = _positive_int(cfg["patch_size"], "patch_size")
             heads = _positive_int(cfg["heads"], "heads")

@@ -132,7 +132,7 @@ def load_released_state_dict(model: nn.Module, state_dict: Mapping[str, Any]) ->
         raise ValueError(
             "the state dict does not match the released MPU-Net: "
             + "; ".join(parts)
-            + ". Use a checkpoint of the authors' MPUNet and build MPUNet('released') with its "
+            + ". Use a checkpoint of the authors' MPUNet and build MPUNet(preset='released') with its "
             "in_channels/out_channels."
         )
     model.load_state_dict(mapped, strict=False)

@@ -25,15 +25,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .blocks import Head, conv_type, interp_mode
+
 __all__ = ["UNet"]
-
-_LINEAR_MODE = {2: "bilinear", 3: "trilinear"}
-
-
-def _conv(spatial_dims: int, in_channels: int, out_channels: int, kernel_size: int) -> nn.Module:
-    """A same-padded convolution with bias (nn.Conv2d or nn.Conv3d)."""
-    conv_type = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
-    return conv_type(in_channels, out_channels, kernel_size=kernel_size, padding=kernel_size // 2)
 
 
 class EncoderStage(nn.Module):
@@ -47,7 +41,7 @@ class EncoderStage(nn.Module):
             out_channels: number of output channels.
         """
         super().__init__()
-        self.conv = _conv(spatial_dims, in_channels, out_channels, kernel_size=3)
+        self.conv = conv_type(spatial_dims)(in_channels, out_channels, 3, padding=1)
         self.pool = nn.MaxPool3d(2) if spatial_dims == 3 else nn.MaxPool2d(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,33 +59,12 @@ class DecoderStage(nn.Module):
             out_channels: number of output channels.
         """
         super().__init__()
-        self.conv = _conv(spatial_dims, in_channels, out_channels, kernel_size=3)
-        self.mode = _LINEAR_MODE[spatial_dims]
+        self.conv = conv_type(spatial_dims)(in_channels, out_channels, 3, padding=1)
+        self.mode = interp_mode(spatial_dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(self.conv(x), scale_factor=2.0, mode=self.mode, align_corners=False)
         return F.relu(x)
-
-
-class OutputHead(nn.Module):
-    """A 1x1(x1) convolution to class logits, linearly upsampled to a given spatial size."""
-
-    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int) -> None:
-        """
-        Args:
-            spatial_dims: number of spatial dimensions (2 or 3).
-            in_channels: number of input channels.
-            out_channels: number of classes.
-        """
-        super().__init__()
-        self.conv = _conv(spatial_dims, in_channels, out_channels, kernel_size=1)
-        self.mode = _LINEAR_MODE[spatial_dims]
-
-    def forward(self, x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-        x = self.conv(x)
-        if tuple(x.shape[2:]) != tuple(size):
-            x = F.interpolate(x, size=tuple(size), mode=self.mode, align_corners=False)
-        return x
 
 
 class UNet(nn.Module):
@@ -181,7 +154,7 @@ class UNet(nn.Module):
         )
         # Heads on the bottleneck, the first two decoder outputs and the last one (deepest first).
         head_widths = (channels[3], channels[2], channels[1], final_channels)
-        self.heads = nn.ModuleList(OutputHead(spatial_dims, w, out_channels) for w in head_widths)
+        self.heads = nn.ModuleList(Head(spatial_dims, w, out_channels) for w in head_widths)
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != self.spatial_dims + 2:

@@ -13,6 +13,8 @@ from slicer.i18n import tr as _
 from slicer.util import VTKObservationMixin
 
 NEW_SEGMENT = ""
+UNDO_KEYS = "Ctrl+Z"  # Cmd+Z on macOS (Qt maps Ctrl there), as in the Segment Editor
+TOGGLE_CLICK_KEYS = "Ctrl+Shift+C"  # not bound by Slicer 5.8
 
 
 class ToolsSection(VTKObservationMixin):
@@ -23,6 +25,7 @@ class ToolsSection(VTKObservationMixin):
         self.owner = owner
         self.pointNode = None
         self.reviewState = None
+        self.shortcuts = []
         self.timer = qt.QTimer()
         self.timer.setInterval(100)
         self.timer.timeout.connect(self._poll)
@@ -36,12 +39,24 @@ class ToolsSection(VTKObservationMixin):
             "Click on a lesion (or the liver) in a slice view: the model runs on one window around the point "
             "and the region under it is added to the output segmentation. Click again to stop placing."
         )
+        self.placeButton.toolTip += " (" + TOGGLE_CLICK_KEYS + ")"
         self.targetComboBox = qt.QComboBox()
-        self.targetComboBox.toolTip = _("Add each find as a new segment, or merge it into this segment")
+        self.targetComboBox.toolTip = _(
+            "Merge each find into its class's segment (all tumours into 'Liver tumor'), or into this one"
+        )
+        self.perClickCheckBox = qt.QCheckBox(_("One segment per click"))
+        self.perClickCheckBox.toolTip = _(
+            "Add each find as a new segment instead of merging finds of one class"
+        )
+        self.undoButton = qt.QPushButton(_("Undo last click"))
+        self.undoButton.toolTip = _("Restore the segmentation as it was before the last click (Ctrl+Z)")
+        self.undoButton.enabled = False
         self.clickStatusLabel = qt.QLabel(_("Place points on lesions to segment them."))
         self.clickStatusLabel.wordWrap = True
         clickForm.addRow(_("Points:"), self.placeButton)
         clickForm.addRow(_("Add to:"), self.targetComboBox)
+        clickForm.addRow(self.perClickCheckBox)
+        clickForm.addRow(self.undoButton)
         clickForm.addRow(self.clickStatusLabel)
 
         review = ctk.ctkCollapsibleButton()
@@ -63,24 +78,58 @@ class ToolsSection(VTKObservationMixin):
         for position, section in enumerate((click, review)):
             panel.insertWidget(panel.count() - 1 + position, section)  # before the panel's final spacer
         self.placeButton.toggled.connect(self._onPlaceToggled)
+        self.perClickCheckBox.toggled.connect(self._onPerClickToggled)
+        self.undoButton.clicked.connect(self.undoLastClick)
         self.reviewButton.toggled.connect(self._onReviewToggled)
         self.reviewModeComboBox.currentIndexChanged.connect(self._onReviewModeChanged)
 
     def cleanup(self) -> None:
         self.timer.stop()
+        self.removeShortcuts()
         self.removeObservers()
         if self.placeButton.checked:
             self.placeButton.setChecked(False)
         self._endReview()
         self.owner.logic.stopClickSegmenter()
 
+    def installShortcuts(self) -> None:
+        """Bind Ctrl+Z (undo the last click) and Ctrl+Shift+C (click mode) while the module is shown."""
+        self.removeShortcuts()
+        for keys, callback in ((UNDO_KEYS, self.undoLastClick), (TOGGLE_CLICK_KEYS, self.placeButton.toggle)):
+            shortcut = qt.QShortcut(slicer.util.mainWindow())
+            shortcut.setKey(qt.QKeySequence(keys))
+            shortcut.connect("activated()", callback)
+            self.shortcuts.append(shortcut)
+
+    def removeShortcuts(self) -> None:
+        """Unbind the shortcuts (the module is left: Ctrl+Z belongs to other modules again)."""
+        for shortcut in self.shortcuts:
+            shortcut.setEnabled(False)
+            shortcut.setParent(None)  # Python holds the last reference: the shortcut is deleted
+        self.shortcuts = []
+
+    def onSceneStartClose(self) -> None:
+        """The scene closes: stop placing, forget the review (its views are reset with the scene)."""
+        if self.placeButton.checked:
+            self.placeButton.setChecked(False)
+        self.reviewState = None
+        self.reviewButton.setChecked(False)
+        self.undoButton.enabled = False
+
     # -- click to segment --
+    def updateState(self) -> None:
+        """Show the parameter node's "one segment per click" and whether a click can be undone."""
+        p = self.owner._parameterNode
+        self.undoButton.enabled = self.owner.logic.canUndoClick
+        self.perClickCheckBox.checked = bool(p and p.oneSegmentPerClick)
+
     def refresh(self) -> None:
         """Refill the "Add to" list from the current output segmentation."""
         p = self.owner._parameterNode
+        self.updateState()
         current = self.targetComboBox.currentData
         self.targetComboBox.clear()
-        self.targetComboBox.addItem(_("New segment"), NEW_SEGMENT)
+        self.targetComboBox.addItem(_("Segment of the clicked class"), NEW_SEGMENT)
         segmentation = p.outputSegmentation if p else None
         if segmentation:
             segments = segmentation.GetSegmentation()
@@ -90,6 +139,17 @@ class ToolsSection(VTKObservationMixin):
                 )
         found = self.targetComboBox.findData(current)
         self.targetComboBox.setCurrentIndex(max(found, 0))
+
+    def _onPerClickToggled(self, checked: bool) -> None:
+        p = self.owner._parameterNode
+        if p and p.oneSegmentPerClick != checked:
+            p.oneSegmentPerClick = checked
+
+    def undoLastClick(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Undo failed."), waitCursor=True):
+            step = self.owner.logic.undoLastClick()
+            self.clickStatusLabel.text = _("Undone: ") + step.description if step else _("Nothing to undo.")
+        self.refresh()
 
     def _onPlaceToggled(self, placing: bool) -> None:
         interaction = slicer.app.applicationLogic().GetInteractionNode()
@@ -130,6 +190,7 @@ class ToolsSection(VTKObservationMixin):
                 device=p.device.value,
                 waitForCompletion=False,
                 logCallback=self.owner.ui.logTextEdit.appendPlainText,
+                oneSegmentPerClick=p.oneSegmentPerClick,
             )
             self.clickStatusLabel.text = _("Segmenting around the point...")
             self.timer.start()

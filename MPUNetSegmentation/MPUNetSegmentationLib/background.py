@@ -16,7 +16,7 @@ import signal
 import subprocess
 import threading
 import weakref
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 _RUNNING: weakref.WeakSet[BackgroundCommand] = weakref.WeakSet()
 
@@ -42,6 +42,9 @@ class BackgroundCommand:
         self._proc: Optional[subprocess.Popen] = None
         self._queue: queue.Queue[Tuple[str, Optional[str]]] = queue.Queue()
         self._threads: List[threading.Thread] = []
+        self._reaper: Optional[threading.Thread] = None
+        #: set once :meth:`stop` has ended the process group and closed the streams.
+        self.stopped = threading.Event()
 
     def start(self) -> None:
         """Start the process (in its own process group) and the two reader threads.
@@ -126,32 +129,66 @@ class BackgroundCommand:
         self.read_lines()
         return self._proc.returncode
 
-    def stop(self, grace: float = 5.0) -> None:
+    def stop(
+        self, grace: float = 5.0, wait: bool = True, on_stopped: Optional[Callable[[], None]] = None
+    ) -> None:
         """Stop the process and its children: interrupt (Ctrl+C), wait ``grace`` seconds, then kill.
 
-        Safe to call at any time, also after the process ended.
+        Safe to call at any time, also after the process ended or while an earlier stop is under way.
+
+        Args:
+            grace: seconds the process group gets to exit after the interrupt before it is killed.
+            wait: True: return once the group is gone. False: send the interrupt and return at once; a
+                daemon thread waits, kills and reaps (see :attr:`stopped`, :meth:`wait_stopped`).
+            on_stopped: called (in the reaping thread) once the process group is gone.
         """
         proc = self._proc
         if proc is None:
+            if on_stopped is not None:
+                on_stopped()
+            self.stopped.set()
             return
-        if os.name == "nt":
-            if proc.poll() is None:
-                subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)], capture_output=True)
+        if os.name != "nt" and proc.poll() is None:
+            _signal_group(proc.pid, signal.SIGINT)  # at once, also when the waiting is left to a thread
+        if wait:
+            self._reap(grace, on_stopped)
+            return
+        if self._reaper is None or not self._reaper.is_alive():
+            self._reaper = threading.Thread(target=self._reap, args=(grace, on_stopped), daemon=True)
+            self._reaper.start()
+        elif on_stopped is not None:  # a stop is under way: call back when it is done
+            threading.Thread(target=lambda: (self.stopped.wait(), on_stopped()), daemon=True).start()
+
+    def wait_stopped(self, timeout: Optional[float] = None) -> bool:
+        """Block until a :meth:`stop` has finished; returns False when ``timeout`` elapsed first."""
+        return self.stopped.wait(timeout)
+
+    def _reap(self, grace: float, on_stopped: Optional[Callable[[], None]]) -> None:
+        proc = self._proc
+        assert proc is not None
+        try:
+            if os.name == "nt":
                 if proc.poll() is None:
-                    proc.kill()
-            proc.wait()
-        else:
-            if proc.poll() is None:
-                _signal_group(proc.pid, signal.SIGINT)
+                    subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)], capture_output=True)
+                    if proc.poll() is None:
+                        proc.kill()
+                proc.wait()
+            else:
                 try:
                     proc.wait(grace)
                 except subprocess.TimeoutExpired:
                     _signal_group(proc.pid, signal.SIGKILL)
                     proc.wait()
-            _signal_group(proc.pid, signal.SIGKILL)  # children that outlived the group leader
-        for thread in self._threads:
-            thread.join(timeout=grace)
-        _RUNNING.discard(self)
+                _signal_group(proc.pid, signal.SIGKILL)  # children that outlived the group leader
+            for thread in self._threads:
+                thread.join(timeout=grace)
+        finally:
+            _RUNNING.discard(self)
+            try:
+                if on_stopped is not None:
+                    on_stopped()
+            finally:
+                self.stopped.set()  # after on_stopped: whoever waits sees its effect
 
 
 def _signal_group(pid: int, signum: int) -> None:

@@ -13,8 +13,14 @@ for starting torch and loading the model. Each click:
 4. takes the connected component under the point (:func:`.click_roi.component_at`): label 2 under the
    point selects a tumour, label 1 the liver (liver = labels 1 and 2, as LiTS); background means
    "nothing found at this point" and nothing changes;
-5. adds it to the output segmentation as a new segment ("Liver tumor", "Liver tumor 2", ...; names,
-   colours and terminology from the model card), or merges it into a chosen segment.
+5. merges it into the output segmentation's segment of that class (the segment named as the class in the
+   model card, e.g. "Liver tumor"; created on the first find), into a chosen segment, or, with
+   ``one_segment_per_click``, adds it as a new segment ("Liver tumor", "Liver tumor 2", ...; names,
+   colours and terminology from the model card).
+
+Every click that changed a segmentation can be undone (:meth:`ClickSegmenter.undo`, see
+:mod:`.click_undo`). A click whose volume or segmentation left the scene while the model ran (the scene was
+closed) is dropped: its result never lands in another scene.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from .click_roi import NOTHING_FOUND, Box, click_box, component_at, open_faces
+from .click_undo import ClickUndoStack, UndoStep
 from .model_worker import LogCallback, ModelWorkerClient
-from .process import _default_temporary_root, normalized_device
+from .process import default_temporary_root, normalized_device
 
 
 @dataclass
@@ -75,6 +82,7 @@ class PendingClick:
     segmentation: Any
     segment_id: Optional[str]
     started: float
+    one_segment_per_click: bool = False
     request_id: Optional[int] = None
     box: Optional[Box] = None
     files: Tuple[Path, Path] = (Path(), Path())
@@ -148,9 +156,10 @@ class ClickSegmenter:
         self.model = model or None
         self.device = normalized_device(device)
         self.worker = ModelWorkerClient(self.model, self.device, python, log_callback)
-        self.temporary_root = temporary_root or _default_temporary_root()
+        self.temporary_root = temporary_root or default_temporary_root()
         self.log_callback = log_callback
         self.pending: List[PendingClick] = []
+        self.undo_stack = ClickUndoStack()
         self._temp_dir: Optional[Path] = None
         self._count = 0
 
@@ -160,19 +169,23 @@ class ClickSegmenter:
         return self
 
     def stop(self) -> None:
-        """Stop the worker and drop pending clicks; their temporary files go."""
-        self.worker.stop()
+        """Stop the worker (without waiting) and drop pending clicks; their files go once it is gone."""
+        folder, self._temp_dir = self._temp_dir, None
         self.pending = []
-        if self._temp_dir is not None:
-            shutil.rmtree(self._temp_dir, ignore_errors=True)
-            self._temp_dir = None
+        remove = None if folder is None else lambda: shutil.rmtree(folder, ignore_errors=True)
+        self.worker.stop(on_stopped=remove)
 
     def matches(self, model: Optional[str], device: str) -> bool:
         """True when this segmenter runs ``model`` on ``device`` (so it can be reused)."""
         return self.model == (model or None) and self.device == normalized_device(device)
 
     def submit(
-        self, volume: Any, point: Any, segmentation: Any = None, segment_id: Optional[str] = None
+        self,
+        volume: Any,
+        point: Any,
+        segmentation: Any = None,
+        segment_id: Optional[str] = None,
+        one_segment_per_click: bool = False,
     ) -> PendingClick:
         """Queue a click; :meth:`poll` finishes it. Arguments as :meth:`segment`.
 
@@ -181,7 +194,9 @@ class ClickSegmenter:
         """
         _check_nodes(volume, segmentation, segment_id)
         index = point_to_index(volume, point)
-        click = PendingClick(volume, index, segmentation, segment_id or None, time.monotonic())
+        click = PendingClick(
+            volume, index, segmentation, segment_id or None, time.monotonic(), bool(one_segment_per_click)
+        )
         self.start()
         self.pending.append(click)
         return click
@@ -215,6 +230,9 @@ class ClickSegmenter:
             self.worker.answers.pop(click.request_id, None)
             self.pending.remove(click)
             try:
+                if _left_scene(click):  # the scene was closed while the model ran: drop the result
+                    self._log("A click's result was dropped: its volume is no longer in the scene.")
+                    continue
                 click.result = self._finish(click, answer)
             finally:
                 for path in click.files:
@@ -230,6 +248,7 @@ class ClickSegmenter:
         segmentation: Any = None,
         segment_id: Optional[str] = None,
         timeout: Optional[float] = None,
+        one_segment_per_click: bool = False,
     ) -> ClickResult:
         """Segment what lies under a point, and wait for the result.
 
@@ -237,8 +256,11 @@ class ClickSegmenter:
             volume: the CT ``vtkMRMLScalarVolumeNode`` (only read).
             point: world RAS coordinates or a markups node (its last control point).
             segmentation: the segmentation node to add to; None creates "<volume> MPU-Net" on the first find.
-            segment_id: a segment of ``segmentation`` to merge the component into; None adds a new segment.
+            segment_id: a segment of ``segmentation`` to merge the component into; None: the segment of the
+                clicked class (see the module docstring).
             timeout: seconds to wait (the first click includes loading the model).
+            one_segment_per_click: without ``segment_id``, add every find as a new segment instead of
+                merging it into its class's segment.
 
         Returns:
             The :class:`ClickResult`; ``found`` is False (and nothing changed) on background.
@@ -248,17 +270,23 @@ class ClickSegmenter:
             RuntimeError: the model run for this click failed (message from the worker).
             TimeoutError: ``timeout`` elapsed.
         """
-        click = self.submit(volume, point, segmentation, segment_id)
+        click = self.submit(volume, point, segmentation, segment_id, one_segment_per_click)
         deadline = None if timeout is None else time.monotonic() + timeout
         while click.result is None:
             self.poll()
             if click.result is not None:
                 break
+            if click not in self.pending:  # dropped: the scene was closed
+                return ClickResult(False, "the volume left the scene before the model answered")
             if deadline is not None and time.monotonic() > deadline:
                 self.pending = [c for c in self.pending if c is not click]
                 raise TimeoutError(f"click-to-segment did not finish within {timeout} s")
             time.sleep(0.01)
         return click.result
+
+    def undo(self) -> Optional[UndoStep]:
+        """Undo the last click that changed a segmentation (see :mod:`.click_undo`); None if there is none."""
+        return self.undo_stack.undo()
 
     # -- internals --
     def _send(self, click: PendingClick) -> None:
@@ -313,14 +341,19 @@ class ClickSegmenter:
     def _apply(self, click: PendingClick, box: Box, component: Any, timing: Dict[str, Any]) -> ClickResult:
         from .click_nodes import add_component, class_specs
 
-        specs = class_specs(self.worker.info or {})
+        spec = class_specs(self.worker.info or {})[component.label]
+        target = click.segment_id
+        if target is None and not click.one_segment_per_click and click.segmentation is not None:
+            target = class_segment_id(click.segmentation, spec.name)  # same class: one segment
+        self.undo_stack.before_change(click.segmentation)
         node, segment_id, name = add_component(
-            click.volume, box, component.mask, click.segmentation, click.segment_id, specs[component.label]
+            click.volume, box, component.mask, click.segmentation, target, spec
         )
         spacing = click.volume.GetSpacing()
         volume_ml = component.voxel_count * float(np.prod(spacing)) / 1000.0
-        verb = "merged into" if click.segment_id else "added as"
+        verb = "merged into" if target else "added as"
         message = f"{component.class_name}: {volume_ml:.2f} mL {verb} '{name}'"
+        self.undo_stack.record(node, click.segmentation is None, message)
         if component.touches_border:
             message += " (it reaches the edge of the region the model saw and may continue beyond it)"
         return ClickResult(
@@ -339,6 +372,20 @@ class ClickSegmenter:
     def _log(self, text: str) -> None:
         if self.log_callback is not None:
             self.log_callback(text)
+
+
+def class_segment_id(segmentation_node: Any, name: str) -> Optional[str]:
+    """The ID of the first segment of ``segmentation_node`` named ``name`` (a class's segment), or None."""
+    segmentation = segmentation_node.GetSegmentation()
+    for index in range(segmentation.GetNumberOfSegments()):
+        if segmentation.GetNthSegment(index).GetName() == name:
+            return segmentation.GetNthSegmentID(index)
+    return None
+
+
+def _left_scene(click: PendingClick) -> bool:
+    nodes = [click.volume] + ([click.segmentation] if click.segmentation is not None else [])
+    return any(node.GetScene() is None for node in nodes)
 
 
 def _check_nodes(volume: Any, segmentation: Any, segment_id: Optional[str]) -> None:

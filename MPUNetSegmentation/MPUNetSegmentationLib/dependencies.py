@@ -1,6 +1,6 @@
 """Which Python runs the model, whether it has what MPU-Net needs, and installing what is missing.
 
-Inference runs in a background interpreter (DESIGN §6): ``PythonSlicer`` inside the 3D Slicer application,
+Inference runs in a background interpreter (background §6): ``PythonSlicer`` inside the 3D Slicer application,
 the current interpreter elsewhere. The Slicer process itself never imports torch: everything about torch
 (is it installed, which GPU does it see) is asked of that interpreter by :func:`probe_environment`, which
 runs a short script there and reads one JSON line back.
@@ -23,14 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from .requirements import MINIMUM_VERSIONS, TORCH_REQUIREMENT, version_satisfies
+
 # Module to import in the background interpreter -> what to install when it is missing.
 REQUIRED_MODULES: Dict[str, str] = {
     "numpy": "numpy",
     "SimpleITK": "SimpleITK",
     "torch": "torch",
-    "MPUNetCore.segment": "",  # packaged with this module; cannot be installed separately
+    "MPUNetCore.pipeline": "",  # packaged with this module; cannot be installed separately
 }
-TORCH_REQUIREMENT = ">=2.0"
 _REPORT_PREFIX = "MPUNET-ENVIRONMENT "
 
 _PROBE_SCRIPT = r"""
@@ -164,14 +165,29 @@ class EnvironmentReport:
         return [name for name, version in self.modules.items() if version is None]
 
     @property
+    def outdated(self) -> Dict[str, str]:
+        """``{module: installed version}`` of imported modules older than :data:`MINIMUM_VERSIONS` asks."""
+        return {
+            name: str(self.modules[name])
+            for name, requirement in MINIMUM_VERSIONS.items()
+            if self.modules.get(name) is not None
+            and not version_satisfies(str(self.modules[name]), requirement)
+        }
+
+    @property
     def ok(self) -> bool:
-        """True when every checked module imported."""
-        return not self.missing
+        """True when every checked module imported, in a version that is recent enough."""
+        return not self.missing and not self.outdated
 
     def device_summary(self) -> str:
         """One line for the GUI: the GPU(s) found, or why the CPU will be used."""
         if self.modules.get("torch") is None:
             return "PyTorch is not installed yet (it is offered for installation when you click Apply)"
+        if "torch" in self.outdated:
+            return (
+                f"PyTorch {self.outdated['torch']} is older than MPU-Net needs (torch{TORCH_REQUIREMENT}): "
+                "an upgrade is offered when you click Apply"
+            )
         if self.cuda_devices:
             names = ", ".join(f"{d['name']} ({d['memory_gb']:.0f} GB)" for d in self.cuda_devices)
             return f"GPU: {names}; CUDA {self.cuda_version}"
@@ -241,22 +257,31 @@ def probe_environment(
 
 @dataclass(frozen=True)
 class InstallStep:
-    """One installation to make: ``how`` is "pytorchutils" or "pip"; ``requirement`` is a pip specifier."""
+    """One installation to make: ``how`` is "pytorchutils" or "pip"; ``requirement`` is a pip specifier.
+
+    ``upgrade_from`` is the installed version when the step upgrades an outdated package ("" otherwise);
+    the requirement alone makes pip (and light-the-torch) replace a version that does not meet it.
+    """
 
     module: str
     how: str
     requirement: str
+    upgrade_from: str = ""
 
 
-def install_plan(missing: Sequence[str], pytorch_utils_available: bool) -> List[InstallStep]:
-    """Decide how to install the missing modules.
+def install_plan(
+    missing: Sequence[str], pytorch_utils_available: bool, outdated: Optional[Dict[str, str]] = None
+) -> List[InstallStep]:
+    """Decide how to install the missing modules and upgrade the outdated ones.
 
     Args:
         missing: modules that failed to import (:attr:`EnvironmentReport.missing`).
         pytorch_utils_available: whether Slicer's PyTorch extension (``PyTorchUtils``) is installed.
+        outdated: ``{module: installed version}`` to upgrade (:attr:`EnvironmentReport.outdated`).
 
     Returns:
-        One step per installable module (torch through PyTorchUtils when available, else pip).
+        One step per installable module (torch through PyTorchUtils when available, else pip), then one
+        per outdated module.
 
     Raises:
         RuntimeError: when MPUNetCore itself is missing (it ships with this module: reinstall the extension).
@@ -277,6 +302,10 @@ def install_plan(missing: Sequence[str], pytorch_utils_available: bool) -> List[
             steps.append(InstallStep(module, how, f"torch{TORCH_REQUIREMENT}"))
         else:
             steps.append(InstallStep(module, "pip", requirement))
+    for module, installed in (outdated or {}).items():
+        requirement = f"{REQUIRED_MODULES.get(module, module)}{MINIMUM_VERSIONS[module]}"
+        how = "pytorchutils" if module == "torch" and pytorch_utils_available else "pip"
+        steps.append(InstallStep(module, how, requirement, upgrade_from=installed))
     return steps
 
 
@@ -337,12 +366,17 @@ def ensure_dependencies(
         return True
     if pytorch_utils_available is None:
         pytorch_utils_available = _pytorch_utils_available()
-    steps = install_plan(report.missing, pytorch_utils_available)
+    steps = install_plan(report.missing, pytorch_utils_available, report.outdated)
     routes = {"pytorchutils": "with the PyTorch extension", "pip": "with pip"}
-    lines = [f"  {step.requirement} ({routes[step.how]})" for step in steps]
+    lines = [
+        f"  {step.requirement} ({f'upgrade from {step.upgrade_from}, ' if step.upgrade_from else ''}"
+        f"{routes[step.how]})"
+        for step in steps
+    ]
     details = "\n".join(f"  {module}: {error}" for module, error in report.errors.items())
+    what = "are not installed or too old" if report.outdated else "are not installed"
     message = (
-        "MPU-Net needs Python packages that are not installed:\n"
+        f"MPU-Net needs Python packages that {what}:\n"
         + "\n".join(lines)
         + "\n\nInstall them now? This downloads from the internet and can take several minutes."
         + (f"\n\nImport errors:\n{details}" if details else "")

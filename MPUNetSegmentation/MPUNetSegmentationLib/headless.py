@@ -1,7 +1,7 @@
 """Run code written for Slicer's embedded Python under plain Python with the ``slicer-core`` wheel.
 
 Inside the 3D Slicer application :func:`ensure_slicer` does nothing. Outside it (pytest, the headless
-batch script), it builds what the application would otherwise provide (DESIGN §2):
+batch script), it builds what the application would otherwise provide (background §2):
 
 * ``slicer.mrmlScene``: a real ``vtkMRMLScene``;
 * ``slicer.modules.<name>.logic()``: the real module logics (volumes, segmentations, colors,
@@ -199,11 +199,13 @@ class HeadlessApplication:
     """
 
     applicationName = "Slicer (headless, slicer-core)"
-    majorVersion = 5
-    minorVersion = 13
 
     def __init__(self, state: HeadlessSlicer) -> None:
+        from .slicer_compat import wheel_version
+
         self._state = state
+        # the installed wheel's release, so that version guards behave as in that Slicer
+        self.majorVersion, self.minorVersion = wheel_version()
         self._command_options = _CommandOptions()
         self.temporaryPath = state.home_dir
 

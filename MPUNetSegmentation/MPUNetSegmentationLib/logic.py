@@ -16,7 +16,7 @@ import csv
 import math
 import os
 from pathlib import Path
-from typing import Any, List, Optional, Union
+from typing import Any, List, Optional, Sequence, Union
 
 from .background import BackgroundCommand
 from .dependencies import EnvironmentReport, parse_probe_output, probe_command
@@ -85,9 +85,7 @@ class MPUNetLogic:
         """
         if self.isRunning:
             raise RuntimeError("a segmentation is already running: wait for it or cancel it first")
-        options = SegmentationOptions(
-            model=model or None, device=device, tta=bool(tta), postprocess=postprocess
-        )
+        options = SegmentationOptions.create(model, device, tta, postprocess)
         job = SegmentationJob(
             inputVolume,
             options,
@@ -114,17 +112,23 @@ class MPUNetLogic:
             self.job.cancel()
 
     # -- environment --
-    def startEnvironmentCheck(self) -> BackgroundCommand:
+    def startEnvironmentCheck(self, modules: Optional[Sequence[str]] = None) -> BackgroundCommand:
         """Start asking the background Python which packages it has and which GPU torch sees.
+
+        Args:
+            modules: the modules to try (default: ``dependencies.REQUIRED_MODULES``).
 
         Returns:
             The running command: poll ``done()`` (and ``read_lines()``), then :meth:`environmentReport`.
         """
         from .dependencies import background_environment, mpunetcore_root
 
-        command = BackgroundCommand(
-            probe_command(self.pythonExecutable), env=background_environment(), cwd=str(mpunetcore_root())
+        args = (
+            probe_command(self.pythonExecutable)
+            if modules is None
+            else probe_command(self.pythonExecutable, modules)
         )
+        command = BackgroundCommand(args, env=background_environment(), cwd=str(mpunetcore_root()))
         command.start()
         return command
 
@@ -234,25 +238,29 @@ class MPUNetLogic:
         waitForCompletion: bool = True,
         timeout: Optional[float] = None,
         logCallback: Optional[LogCallback] = None,
+        oneSegmentPerClick: bool = False,
     ) -> Any:
         """Segment the lesion (or liver) under a point: the model runs on one window around it.
 
         The first call starts a model worker (a background process that keeps the model loaded, see
         :mod:`.model_worker`); later clicks with the same model and device reuse it. The connected component
-        under the point (tumour if the model says label 2 there, else liver) becomes a new segment of
-        ``outputSegmentation`` ("Liver tumor", "Liver tumor 2", ...), or is merged into ``segmentId``.
+        under the point (tumour if the model says label 2 there, else liver) is merged into
+        ``outputSegmentation``'s segment of that class ("Liver tumor"; made by the first such click), into
+        ``segmentId``, or, with ``oneSegmentPerClick``, added as a new segment ("Liver tumor 2", ...).
+        :meth:`undoLastClick` takes a click back.
 
         Args:
             inputVolume: the CT ``vtkMRMLScalarVolumeNode`` (only read).
             point: world RAS coordinates, or a markups node (its last control point).
             outputSegmentation: the segmentation to add to; None creates "<volume> MPU-Net" on the first find.
-            segmentId: an existing segment of ``outputSegmentation`` to merge into; None adds a new segment.
+            segmentId: an existing segment of ``outputSegmentation`` to merge into; None: the class's segment.
             model: registry name or bundle path; None: the default model.
             device: "auto", "cpu", "cuda"/"gpu", "cuda:N" or "mps".
             waitForCompletion: True: return the result. False: return a pending click at once; call
                 :meth:`pollClicks` regularly (a timer in the widget) to finish it.
             timeout: seconds to wait when ``waitForCompletion`` is True.
             logCallback: called with log lines of the worker (only used when the worker starts).
+            oneSegmentPerClick: add each find as a new segment instead of merging same-class finds.
 
         Returns:
             :class:`.click.ClickResult` (``found`` False and ``message`` "nothing found at this point" when
@@ -264,8 +272,35 @@ class MPUNetLogic:
         """
         segmenter = self.clickSegmenter(model, device, logCallback)
         if not waitForCompletion:
-            return segmenter.submit(inputVolume, point, outputSegmentation, segmentId)
-        return segmenter.segment(inputVolume, point, outputSegmentation, segmentId, timeout=timeout)
+            return segmenter.submit(inputVolume, point, outputSegmentation, segmentId, oneSegmentPerClick)
+        return segmenter.segment(
+            inputVolume, point, outputSegmentation, segmentId, timeout, oneSegmentPerClick
+        )
+
+    def undoLastClick(self) -> Any:
+        """Undo the last click that changed a segmentation: its segments are restored exactly as before.
+
+        Returns:
+            The undone :class:`.click_undo.UndoStep` (``description`` says what it was), or None when there
+            is nothing to undo.
+        """
+        return self._clickUndo().undo()
+
+    @property
+    def canUndoClick(self) -> bool:
+        """True when :meth:`undoLastClick` has a click to undo."""
+        return self._clickUndo().available
+
+    def clearClickUndo(self) -> None:
+        """Forget the clicks (e.g. when a full run replaced the output segmentation)."""
+        self._clickUndo().clear()
+
+    def _clickUndo(self) -> Any:
+        from .click_undo import ClickUndoStack
+
+        if getattr(self, "_undoStack", None) is None:
+            self._undoStack = ClickUndoStack()
+        return self._undoStack
 
     def clickSegmenter(
         self, model: Optional[str] = None, device: str = "auto", logCallback: Optional[LogCallback] = None
@@ -281,6 +316,7 @@ class MPUNetLogic:
             segmenter = ClickSegmenter(
                 model, device, self.pythonExecutable, self.temporaryDirectory, log_callback=logCallback
             )
+            segmenter.undo_stack = self._clickUndo()  # undo survives a change of model or device
             self._clickSegmenter = segmenter
         return segmenter.start()
 

@@ -2,7 +2,7 @@
 
 Click-to-segment sends one small request per click. Loading torch and the model takes seconds, so it is
 done once, in a background process that stays alive between clicks; the Slicer process itself never
-imports torch (DESIGN §6). The worker's protocol is documented in ``MPUNetCore/worker.py``: JSON lines on
+imports torch (background §6). The worker's protocol is documented in ``MPUNetCore/worker.py``: JSON lines on
 its stdin and stdout, log text on stderr.
 
 :class:`ModelWorkerClient` starts the worker, sends requests and collects answers without blocking: call
@@ -187,35 +187,26 @@ class ModelWorkerClient:
             time.sleep(interval)
         return self.answers.pop(request_id)
 
-    def wait_ready(self, timeout: Optional[float] = None, interval: float = 0.02) -> Dict[str, Any]:
-        """Block until the model is loaded; returns the worker's "ready" information.
+    def stop(self, wait: bool = False, on_stopped: Optional[Callable[[], None]] = None) -> None:
+        """Ask the worker to quit and stop its process group; safe to call at any time.
 
-        Raises:
-            TimeoutError: ``timeout`` seconds elapsed.
-            WorkerFailed: the worker could not load the model.
+        Args:
+            wait: False (default): return at once (a thread gives the worker two seconds, then kills and
+                reaps it). True: return once it is gone.
+            on_stopped: called once the worker's process group is gone (in the reaping thread).
         """
-        self.start()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.ready:
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"the model worker was not ready within {timeout} s")
-            time.sleep(interval)
-        assert self.info is not None
-        return self.info
-
-    def stop(self) -> None:
-        """Ask the worker to quit, then stop its process group; safe to call at any time."""
         command, self._command = self._command, None
+        self.info = None
         if command is None:
+            if on_stopped is not None:
+                on_stopped()
             return
         try:
             if command.returncode is None:
                 command.send_line(json.dumps({"op": "quit"}))
-                command.wait(timeout=2.0)
-        except (OSError, ValueError, subprocess.TimeoutExpired):
+        except (OSError, ValueError):
             pass
-        command.stop(grace=2.0)
-        self.info = None
+        command.stop(grace=2.0, wait=wait, on_stopped=on_stopped)
 
     @property
     def stderr_text(self) -> str:

@@ -6,7 +6,9 @@ added, its file name does not change), launches ``python -m MPUNetCore segment i
 --device D --progress json``, reports the JSON progress lines of its stderr as a fraction and every other
 line as log text, and on success reads the label map into a NEW segmentation node (or into the output node
 the caller chose). A failed run raises :class:`SegmentationFailed` carrying the process's full stderr; a
-cancelled one leaves no node, no process and no temporary file.
+cancelled one leaves no node, no process and no temporary file. :meth:`SegmentationJob.cancel` returns at
+once (the process group is stopped and reaped by a thread). A job belongs to the scene its input volume was
+in: closing that scene cancels it, and a result never lands in a scene other than the one it started in.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ import shutil
 import tempfile
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
 from .background import BackgroundCommand
 from .dependencies import background_environment, mpunetcore_root, python_executable
+
+if TYPE_CHECKING:
+    from MPUNetCore.inference.settings import InferenceSettings
 
 ProgressCallback = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
 LogCallback = Callable[[str], None]
@@ -34,7 +39,7 @@ _RUNNING_JOBS: weakref.WeakSet[SegmentationJob] = weakref.WeakSet()
 @atexit.register
 def _cancel_running_jobs() -> None:  # a script that ends (or fails) mid-run must not leave it behind
     for job in list(_RUNNING_JOBS):
-        job.cancel()  # stops its process, removes its temporary folder
+        job.cancel(wait=True)  # stops its process, removes its temporary folder
 
 
 class SegmentationFailed(RuntimeError):
@@ -59,19 +64,34 @@ class SegmentationCancelled(RuntimeError):
 
 @dataclass(frozen=True)
 class SegmentationOptions:
-    """What to run.
+    """What to run: a model and the settings the user chose.
 
     Attributes:
         model: registry name or bundle path (card .json, weights .pt or folder); None: the default model.
-        device: "auto", "cpu", "cuda", "cuda:N", "gpu" (= "cuda") or "mps".
-        tta: test-time augmentation by mirroring (slower, slightly more accurate).
-        postprocess: keep the largest liver component and tumours inside the liver.
+        settings: ``MPUNetCore``'s inference settings (torch-free). Of these, the device, test-time
+            augmentation and post-processing reach the background run (``mpunet segment`` options); the
+            window, overlap and the rest are the model card's.
     """
 
     model: Optional[str] = None
-    device: str = "auto"
-    tta: bool = False
-    postprocess: bool = True
+    settings: InferenceSettings = field(default_factory=lambda: _settings())
+
+    @classmethod
+    def create(
+        cls, model: Optional[str] = None, device: str = "auto", tta: bool = False, postprocess: bool = True
+    ) -> SegmentationOptions:
+        """Options from the module's controls.
+
+        Raises:
+            ValueError: on a device other than auto, cpu, cuda (or gpu), cuda:N or mps.
+        """
+        settings = _settings(device=device, tta=bool(tta), postprocess=bool(postprocess))
+        return cls(model=model or None, settings=settings)
+
+    @property
+    def device(self) -> str:
+        """The device as ``mpunet`` expects it ("gpu" already read as "cuda")."""
+        return self.settings.device
 
     def command(self, python: str, input_path: Path, output_path: Path) -> List[str]:
         """Return the command line of ``mpunet segment`` for these options."""
@@ -82,11 +102,11 @@ class SegmentationOptions:
             model = os.path.abspath(model)
         args = [python, "-m", "MPUNetCore", "segment", os.path.abspath(input_path)]
         args += ["-o", os.path.abspath(output_path)]
-        args += ["--model", model, "--device", normalized_device(self.device)]
+        args += ["--model", model, "--device", self.settings.device]
         args += ["--progress", "json"]
-        if self.tta:
+        if self.settings.tta:
             args.append("--tta")
-        if not self.postprocess:
+        if not self.settings.postprocess:
             args.append("--no-postprocess")
         return args
 
@@ -97,11 +117,14 @@ def normalized_device(device: str) -> str:
     Raises:
         ValueError: on anything but auto, cpu, cuda, cuda:N, gpu or mps.
     """
-    value = str(device).strip().lower()
-    value = "cuda" if value == "gpu" else value
-    if value in ("auto", "cpu", "cuda", "mps") or (value.startswith("cuda:") and value[5:].isdigit()):
-        return value
-    raise ValueError(f"device must be auto, cpu, cuda (or gpu), cuda:N or mps, not {device!r}")
+    return _settings(device=device).device
+
+
+def _settings(**values: Any) -> InferenceSettings:
+    # imported here: the module's file imports this package before MPUNetCore is on sys.path
+    from MPUNetCore.inference.settings import InferenceSettings
+
+    return InferenceSettings(**values)
 
 
 # Share of the progress bar each stage of a run takes: (start, end).
@@ -122,6 +145,8 @@ class SegmentationJob:
     """
 
     RUNNING, SUCCEEDED, FAILED, CANCELLED = "running", "succeeded", "failed", "cancelled"
+    #: seconds the process group gets to exit after Cancel's interrupt before it is killed.
+    cancel_grace = 5.0
 
     def __init__(
         self,
@@ -134,12 +159,11 @@ class SegmentationJob:
         log_callback: Optional[LogCallback] = None,
     ) -> None:
         _check_input(input_volume, output_segmentation)
-        normalized_device(options.device)
         self.input_volume = input_volume
         self.options = options
         self.output_segmentation = output_segmentation
         self.python = python or python_executable()
-        self.temporary_root = temporary_root or _default_temporary_root()
+        self.temporary_root = temporary_root or default_temporary_root()
         self._progress_callback = progress_callback
         self._log_callback = log_callback
         self.state = self.RUNNING
@@ -149,6 +173,10 @@ class SegmentationJob:
         self.command: Optional[BackgroundCommand] = None
         self.log_lines: List[str] = []
         self.started = time.monotonic()
+        #: the scene the run belongs to (its input's); the result is only ever added there.
+        self.scene: Any = input_volume.GetScene()
+        self.cancel_reason = ""
+        self._close_observer: Optional[int] = None
 
     # -- life cycle --
     def start(self) -> SegmentationJob:
@@ -169,6 +197,10 @@ class SegmentationJob:
             self.command = BackgroundCommand(args, env=background_environment(), cwd=str(mpunetcore_root()))
             self.command.start()
             _RUNNING_JOBS.add(self)
+            if self.scene is not None:  # closing the scene cancels the run (see _on_scene_close)
+                self._close_observer = self.scene.AddObserver(
+                    _scene_event("StartCloseEvent"), self._on_scene_close
+                )
         except BaseException:
             self._remove_temp_dir()
             raise
@@ -187,13 +219,18 @@ class SegmentationJob:
         for name, line in self.command.read_lines():
             if name == "stderr" and line.startswith("{") and self._handle_event(line):
                 continue
-            self._log(line)
+            self._log(self._in_user_words(line))
         if not finished:
             return False
         try:
-            self._finish(self.command.returncode)
+            if self._scene_changed():  # a stale result: its scene was closed (or the nodes removed)
+                self._cancelled("the input volume is no longer in the scene the run started in")
+            else:
+                self._finish(self.command.returncode)
         finally:
+            self._end_observation()
             self._remove_temp_dir()
+            _RUNNING_JOBS.discard(self)
         return True
 
     def wait(self, timeout: Optional[float] = None, interval: float = 0.05) -> Any:
@@ -211,7 +248,7 @@ class SegmentationJob:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.poll():
             if deadline is not None and time.monotonic() > deadline:
-                self.cancel()
+                self.cancel(wait=True)  # a script's timeout: leave nothing running behind
                 raise TimeoutError(f"segmentation did not finish within {timeout} s; it was cancelled")
             time.sleep(interval)
         if self.state == self.CANCELLED:
@@ -221,18 +258,44 @@ class SegmentationJob:
             raise self.error
         return self.segmentation_node
 
-    def cancel(self) -> None:
-        """Stop the run: the process (and its children) end, the temporary folder goes, no node is added."""
+    def cancel(self, wait: bool = False, reason: str = "") -> None:
+        """Stop the run: the process (and its children) end, the temporary folder goes, no node is added.
+
+        Args:
+            wait: False (default): return at once; a thread interrupts, kills and reaps the process group,
+                then removes the temporary folder (``self.command.wait_stopped()`` waits for that).
+                True: return once all that is done.
+            reason: why, for the log (default "Cancelled.").
+        """
         if self.state != self.RUNNING:
+            if wait and self.state == self.CANCELLED and self.command is not None:
+                self.command.wait_stopped()  # an earlier Cancel's thread may still be reaping
+                self._remove_temp_dir()
             return
+        self._cancelled(reason or "Cancelled.", wait)
+
+    def _cancelled(self, reason: str, wait: bool = False) -> None:
         self.state = self.CANCELLED
-        try:
-            if self.command is not None:
-                self.command.stop()
-                self.command.read_lines()  # keep the collected output complete
-        finally:
+        self.cancel_reason = reason
+        self._end_observation()
+        if self.command is not None:
+            self.command.read_lines()  # keep the collected output complete (without waiting)
+            self.command.stop(self.cancel_grace, wait=wait, on_stopped=self._remove_temp_dir)
+        else:
             self._remove_temp_dir()
-        self._log("Cancelled.")
+        self._log(reason)
+
+    def _on_scene_close(self, caller: Any, event: Any) -> None:
+        self._cancelled("Cancelled: the scene was closed.")
+
+    def _scene_changed(self) -> bool:
+        nodes = [self.input_volume] + ([self.output_segmentation] if self.output_segmentation else [])
+        return any(node.GetScene() is None or node.GetScene() is not self.scene for node in nodes)
+
+    def _end_observation(self) -> None:
+        if self._close_observer is not None and self.scene is not None:
+            self.scene.RemoveObserver(self._close_observer)
+        self._close_observer = None
 
     @property
     def stderr_text(self) -> str:
@@ -254,11 +317,17 @@ class SegmentationJob:
         self._progress(stage, done, total, f"{what} ({done}/{total})" if total else what)
         return True
 
+    def _in_user_words(self, text: str) -> str:
+        """``text`` with the run's temporary input file named as the volume node the user knows."""
+        if self.temp_dir is None:
+            return text
+        return text.replace(str(self.temp_dir / "input.nrrd"), f"volume '{self.input_volume.GetName()}'")
+
     def _finish(self, returncode: Optional[int]) -> None:
         if returncode != 0:
             stderr = self.stderr_text
             details = "\n".join(line for line in self.command.stderr_lines if not line.startswith('{"event"'))
-            details = details.strip() or "(no output)"
+            details = self._in_user_words(details.strip()) or "(no output)"
             if returncode is not None and returncode < 0:  # POSIX: killed by a signal, e.g. out of memory
                 details += f"\n(the process was killed by signal {-returncode}; was memory exhausted?)"
             self._fail(
@@ -278,18 +347,18 @@ class SegmentationJob:
                 replace_segmentation_content,
                 segment_specs_for_model,
             )
-            from .segmentation_nodes import create_segmentation_node
+            from .segmentation_nodes import create_segmentation_node, remove_node
 
             labels = read_label_map_on_volume_grid(self.temp_dir / "output.nrrd", self.input_volume)
             specs = segment_specs_for_model(self.options.model)
             node = create_segmentation_node(labels, self.input_volume, specs)
             if self.output_segmentation is not None:
                 replace_segmentation_content(self.output_segmentation, node)
-                _remove_node(node)
+                remove_node(node)
                 node = self.output_segmentation
         except Exception as error:  # any import problem is reported like a failed run
             if node is not None and node is not self.output_segmentation:
-                _remove_node(node)
+                remove_node(node)
             message = f"importing the MPU-Net result failed: {error}"
             self._fail(SegmentationFailed(message, 0, self.stderr_text))
             return
@@ -342,7 +411,14 @@ def _check_input(input_volume: Any, output_segmentation: Any) -> None:
         raise ValueError(f"the output must be a segmentation node, got {output_segmentation.GetClassName()}")
 
 
-def _default_temporary_root() -> str:
+def _scene_event(name: str) -> int:
+    import slicer
+
+    return int(getattr(slicer.vtkMRMLScene, name))
+
+
+def default_temporary_root() -> str:
+    """Slicer's temporary folder inside the application, the system's elsewhere."""
     try:
         import slicer
 
@@ -352,14 +428,3 @@ def _default_temporary_root() -> str:
     except (ImportError, AttributeError):
         pass
     return tempfile.gettempdir()
-
-
-def _remove_node(node: Any) -> None:
-    scene = node.GetScene()
-    if scene is None:
-        return
-    for index in reversed(range(node.GetNumberOfDisplayNodes())):
-        display = node.GetNthDisplayNode(index)
-        if display is not None:
-            scene.RemoveNode(display)
-    scene.RemoveNode(node)

@@ -13,7 +13,9 @@
     filled, over the metrics table.
 
 Only display settings change (which views show which segmentation, fill or outline); the nodes' data are
-never modified, and :meth:`ReviewState.end` puts the display settings and the layout back. A label map
+never modified, and :meth:`ReviewState.end` puts back every view setting the review changed: the
+segmentations' display settings, each slice view's volumes, linked control, orientation and field of view,
+the table shown, and the layout. A label map
 reference is shown through a new segmentation node (same colours as the prediction's classes).
 """
 
@@ -29,7 +31,8 @@ from .review_views import (
     OVERLAY_LAYOUT,
     RIGHT_VIEW,
     SIDE_BY_SIDE_LAYOUT,
-    layout_node,
+    SavedViews,
+    save_views,
     set_layout,
     show_table,
     slice_logic,
@@ -152,16 +155,17 @@ class ReviewState:
     prediction: Any
     reference: Any
     error_map: Any = None
-    previous_layout: int = 0
+    views: Optional[SavedViews] = None
     saved: List[Tuple[Any, Dict[str, Any]]] = field(default_factory=list)
 
     def end(self) -> None:
-        """Restore the display settings the review changed and the previous layout."""
-        for display, state in self.saved:
+        """Restore every view and display setting the review changed, and the previous layout."""
+        for display, state in reversed(self.saved):
             _restore_display(display, state)
         self.saved = []
-        if self.previous_layout:
-            layout_node().SetViewArrangement(self.previous_layout)
+        if self.views is not None:
+            views, self.views = self.views, None
+            views.restore()
 
 
 def start_review(
@@ -204,12 +208,12 @@ def start_review(
     if mode == OVERLAY and error_map is None:
         error_map = error_map_segmentation(prediction, reference, volume)
     layout_id = SIDE_BY_SIDE_LAYOUT if mode == SIDE_BY_SIDE else OVERLAY_LAYOUT
-    previous_layout = layout_node().GetViewArrangement()
-    set_layout(layout_id)
     names = [LEFT_VIEW, RIGHT_VIEW] if mode == SIDE_BY_SIDE else [LEFT_VIEW]
+    views = save_views()  # before anything changes (the views that exist now are the user's)
+    set_layout(layout_id)
     logics = [slice_logic(name) for name in names]
     slice_nodes = [logic.GetSliceNode() for logic in logics]
-    state = ReviewState(mode, layout_id, slice_nodes, prediction, shown_reference, error_map, previous_layout)
+    state = ReviewState(mode, layout_id, slice_nodes, prediction, shown_reference, error_map, views)
     for logic in logics:
         composite = logic.GetSliceCompositeNode()
         composite.SetBackgroundVolumeID(volume.GetID())

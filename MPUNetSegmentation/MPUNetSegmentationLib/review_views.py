@@ -7,11 +7,15 @@ Slicer's own ``vtkMRMLLayoutLogic`` (which creates the view nodes a layout names
 ``vtkMRMLSliceLinkLogic`` (which keeps linked views on the same slice and zoom) and one
 ``vtkMRMLSliceLogic`` per view (slice node, slice composite node, reslicing), so the same review code runs
 and can be tested, and views can be rendered offscreen (:mod:`.slice_rendering`).
+
+:func:`save_views` records what a review changes in the views (layout, each slice view's volumes, linking,
+orientation and field of view, the table shown) so that :meth:`SavedViews.restore` can put it all back.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
 
 #: Custom layout IDs (above Slicer's built-in ones).
 SIDE_BY_SIDE_LAYOUT = 9601
@@ -163,3 +167,83 @@ def show_table(table: Any) -> None:
     app_logic = slicer.app.applicationLogic()
     app_logic.GetSelectionNode().SetActiveTableID(table.GetID() if table is not None else None)
     app_logic.PropagateTableSelection()
+
+
+#: Slice composite node properties a review may change (directly, or through the link logic).
+_COMPOSITE_PROPERTIES = (
+    "BackgroundVolumeID",
+    "ForegroundVolumeID",
+    "LabelVolumeID",
+    "ForegroundOpacity",
+    "LabelOpacity",
+)
+_LINK_PROPERTIES = ("LinkedControl", "HotLinkedControl")
+
+
+@dataclass
+class SavedViews:
+    """The view settings of a scene at one moment (see :func:`save_views`).
+
+    Attributes:
+        layout: the layout (view arrangement) ID.
+        composites: ``(slice composite node, {property: value})`` for every slice view.
+        slices: ``(slice node, orientation, SliceToRAS 16 values, field of view, XYZ origin)``.
+        active_table: the selection node's active table ID.
+        table_views: ``(table view node, table ID)``.
+    """
+
+    layout: int = 0
+    composites: List[Tuple[Any, Dict[str, Any]]] = field(default_factory=list)
+    slices: List[Tuple[Any, str, List[float], Tuple[float, ...], Tuple[float, ...]]] = field(
+        default_factory=list
+    )
+    active_table: Optional[str] = None
+    table_views: List[Tuple[Any, Optional[str]]] = field(default_factory=list)
+
+    def restore(self) -> None:
+        """Put every saved setting back (views made since are left as they are; the layout hides them)."""
+        import slicer
+
+        if self.layout:  # first: the application resizes the views it shows again, then their geometry is set
+            layout_node().SetViewArrangement(self.layout)
+        for composite, _ in self.composites:  # unlink first, so that restoring one view moves no other
+            composite.SetLinkedControl(False)
+            composite.SetHotLinkedControl(False)
+        for node, _, matrix, fov, origin in self.slices:  # the orientation follows from SliceToRAS
+            was_modifying = node.StartModify()
+            node.GetSliceToRAS().DeepCopy(matrix)
+            node.SetFieldOfView(*fov)
+            node.SetXYZOrigin(*origin)
+            node.UpdateMatrices()
+            node.EndModify(was_modifying)
+        for composite, values in self.composites:
+            for name in _COMPOSITE_PROPERTIES:
+                getattr(composite, f"Set{name}")(values[name])
+        for composite, values in self.composites:
+            for name in _LINK_PROPERTIES:
+                getattr(composite, f"Set{name}")(values[name])
+        for view, table_id in self.table_views:
+            view.SetTableNodeID(table_id)
+        selection = slicer.app.applicationLogic().GetSelectionNode()
+        if selection is not None:
+            selection.SetActiveTableID(self.active_table)
+
+
+def save_views() -> SavedViews:
+    """Record the layout and the settings of every slice view and table view of the scene."""
+    import slicer
+
+    saved = SavedViews(layout=layout_node().GetViewArrangement())
+    for composite in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"):
+        names = _COMPOSITE_PROPERTIES + _LINK_PROPERTIES
+        saved.composites.append((composite, {name: getattr(composite, f"Get{name}")() for name in names}))
+    for node in slicer.util.getNodesByClass("vtkMRMLSliceNode"):
+        matrix = [node.GetSliceToRAS().GetElement(i, j) for i in range(4) for j in range(4)]
+        saved.slices.append(
+            (node, node.GetOrientation(), matrix, tuple(node.GetFieldOfView()), tuple(node.GetXYZOrigin()))
+        )
+    selection = slicer.app.applicationLogic().GetSelectionNode()
+    saved.active_table = selection.GetActiveTableID() if selection is not None else None
+    for view in slicer.util.getNodesByClass("vtkMRMLTableViewNode"):
+        saved.table_views.append((view, view.GetTableNodeID()))
+    return saved

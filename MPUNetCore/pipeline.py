@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
 from MPUNetCore.bundle import Bundle
 from MPUNetCore.fileutils import check_writable
 from MPUNetCore.inference import Preprocessing, segment
+from MPUNetCore.inference.settings import InferenceSettings, resolve_settings
+from MPUNetCore.input_checks import WarnFn, checked_array
 from MPUNetCore.output_guard import (
     check_label_map_format,
     input_files,
@@ -24,43 +26,44 @@ ProgressCallback = Callable[[int, int], None]
 def segment_volume(
     volume: Volume,
     bundle: Bundle,
-    device: str = "auto",
-    tta: bool = False,
-    postprocess: bool = True,
+    settings: Optional[InferenceSettings] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[Callable[[], bool]] = None,
-    batch_size: Optional[int] = None,
+    max_memory: Union[None, str, int] = None,
+    fill_nonfinite: Optional[float] = None,
+    warn: Optional[WarnFn] = None,
+    **overrides: Any,
 ) -> np.ndarray:
-    """Label map of `volume` on its own grid, with the preprocessing and window its card prescribes.
+    """Label map of `volume` on its own grid, with the preprocessing and settings its card prescribes.
 
     Args:
         volume: the CT (array in z, y, x order, HU).
         bundle: the model and its card.
-        device: "auto", "cpu", "cuda", "cuda:N" or "mps".
-        tta: average over mirrored inputs (slower, slightly more accurate).
-        postprocess: keep the largest liver component and tumours inside the liver.
+        settings: how to run the model; None: the card's `inference` settings.
         progress: called as `progress(windows_done, windows_total)`.
         cancel: a `threading.Event` or zero-argument callable; when it turns true the run stops
             between windows with `InferenceCancelled`.
-        batch_size: windows per forward pass; the card's default when None.
+        max_memory: memory budget ("4G", bytes) the estimated peak must fit; None: the memory available.
+        fill_nonfinite: HU that replaces NaN/Inf voxels; None refuses a volume holding any.
+        warn: called with each warning (values that do not look like CT, voxels replaced).
+        **overrides: single settings replacing those of `settings` (device, tta, postprocess,
+            batch_size, ...; see `InferenceSettings`); None values are ignored.
 
     Returns:
         A uint8 array of the volume's shape holding the card's class values.
     """
-    settings = dict(bundle.card.inference)
-    if batch_size is not None:
-        settings["batch_size"] = batch_size
+    base = settings if settings is not None else bundle.card.inference
+    chosen = resolve_settings(base, {k: v for k, v in overrides.items() if v is not None})
+    preprocessing = Preprocessing.from_dict(bundle.card.preprocessing)
+    array = checked_array(volume, bundle.model, preprocessing, chosen, max_memory, fill_nonfinite, warn)
     return segment(
-        volume.array,
+        array,
         volume.spacing,
         bundle.model,
-        Preprocessing.from_dict(bundle.card.preprocessing),
-        tta=tta,
-        postprocess=postprocess,
-        device=device,
+        preprocessing,
+        chosen,
         progress=progress,
         cancel=cancel,
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()},
     )
 
 
@@ -70,6 +73,7 @@ def segment_file(
     bundle: Bundle,
     overwrite: bool = False,
     series_uid: Optional[str] = None,
+    allow_uneven_slices: bool = False,
     **options,
 ) -> Path:
     """Read a CT, segment it and write the label map with exactly the input's geometry.
@@ -84,7 +88,9 @@ def segment_file(
         bundle: the model.
         overwrite: replace an existing output.
         series_uid: which series of a folder holding several.
-        **options: passed to `segment_volume` (device, tta, postprocess, progress, cancel, ...).
+        allow_uneven_slices: accept a DICOM series with gaps or uneven spacing (recorded in the output).
+        **options: passed to `segment_volume` (settings, progress, cancel, or single settings such as
+            device, tta, postprocess).
 
     Returns:
         The output path.
@@ -93,6 +99,6 @@ def segment_file(
     refuse_outputs_onto_inputs([output_path], input_files([input_path]))
     with reserve_output(output_path):
         check_writable(output_path, overwrite)
-        volume = read_volume(input_path, series_uid=series_uid)
+        volume = read_volume(input_path, series_uid, allow_uneven_slices, options.get("max_memory"))
         labels = segment_volume(volume, bundle, **options)
         return write_label_map(labels, volume, output_path, overwrite=overwrite)
