@@ -24,7 +24,7 @@ from Training.config import ConfigError, load_config, save_config
 from Training.data import discover_pairs, split_cases
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ("lits_mpunet_released", "lits_mpunet_paper", "lits_unet", "phantom_demo")
+CONFIGS = ("lits_mpunet_released", "lits_mpunet_paper", "lits_unet", "phantom_demo", "phantom_demo_v02")
 
 SMALL = """
 [experiment]
