@@ -24,3 +24,40 @@ def real_ct_dir() -> Path:
     if not (REAL_DATA / "liver_seg.nrrd").exists():
         pytest.skip(f"real CT data not found at {REAL_DATA} (a plain clone has no ../shared)")
     return REAL_DATA
+
+
+_SERIES_READABLE = {}
+
+
+def _slicer_reads_dicom_series() -> bool:
+    """Whether the installed slicer-core wheel's own volumes logic reads the real 3-file DICOM series.
+
+    The oldest wheel CI runs (slicer-core 5.11.0.2) reads single DICOM files but assembles no multi-file
+    series (``vtkSlicerVolumesLogic.AddArchetypeVolume`` returns None, with or without the file list);
+    5.13 reads it. Checked on a scene of its own with Slicer's logic only, none of this project's code.
+    """
+    if "value" not in _SERIES_READABLE:
+        import slicer
+        import vtk
+
+        files = sorted(REAL_DATA.glob("*.dcm"))
+        names = vtk.vtkStringArray()
+        for name in files:
+            names.InsertNextValue(str(name))
+        scene, logic = slicer.vtkMRMLScene(), slicer.vtkSlicerVolumesLogic()
+        logic.SetMRMLScene(scene)
+        node = logic.AddArchetypeVolume(str(files[0]), "series-probe", 0, names)
+        image = node.GetImageData() if node is not None else None
+        _SERIES_READABLE["value"] = image is not None and image.GetDimensions()[2] == len(files)
+    return _SERIES_READABLE["value"]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip Slicer tests of the real DICOM series where the installed wheel cannot read series at all."""
+    if (
+        item.path.name.startswith("test_slicer_")
+        and "real_ct_dir" in getattr(item, "fixturenames", ())
+        and (REAL_DATA / "liver_seg.nrrd").exists()
+        and not _slicer_reads_dicom_series()
+    ):
+        pytest.skip("this slicer-core wheel's own vtkSlicerVolumesLogic reads no multi-file DICOM series")

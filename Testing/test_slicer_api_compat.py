@@ -45,7 +45,17 @@ def _scan(snippet: str, api: SlicerApi, newer: set) -> list:
     return [str(f) for f in scan_source(textwrap.dedent(snippet), "snippet.py", api, newer)]
 
 
-def test_module_uses_only_the_slicer_5_8_1_api(api, newer) -> None:
+# the supported releases: the oldest (5.8.1: nothing newer unless guarded) and the later ones (5.10.0,
+# 5.12.3: nothing the module calls was removed or renamed there)
+RELEASES = ("v5.8.1", "v5.10.0", "v5.12.3")
+
+
+@pytest.mark.parametrize("tag", RELEASES)
+def test_module_uses_only_the_api_of_each_supported_release(tag, newer) -> None:
+    import vtk
+
+    api = SlicerApi.load(API_LIST.with_name(f"slicer_api_{tag}.json"), installed_vtk=vtk)
+    assert api.tag == tag
     sources = sorted((REPO / "MPUNetSegmentation").rglob("*.py"))
     assert len(sources) > 15
     findings = []
@@ -54,7 +64,7 @@ def test_module_uses_only_the_slicer_5_8_1_api(api, newer) -> None:
         if relative not in EXEMPT:
             findings += scan_source(path.read_text(), relative, api, newer)
     assert not findings, (
-        "Slicer API missing from 5.8.1 (guard it with slicer_version_at_least):\n"
+        f"Slicer API missing from {tag} (guard it with slicer_version_at_least):\n"
         + "\n".join(map(str, findings))
     )
 
@@ -214,7 +224,8 @@ SLICER_GIT = os.environ.get("SLICER_GIT_DIR", "/work/.mirror/Slicer+Slicer/repo"
 @pytest.mark.skipif(
     not Path(SLICER_GIT).exists(), reason=f"no Slicer git directory at {SLICER_GIT} (SLICER_GIT_DIR)"
 )
-def test_committed_listing_is_what_the_script_writes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tag", RELEASES)
+def test_committed_listing_is_what_the_script_writes(tag, tmp_path: Path) -> None:
     output = tmp_path / "api.json"
     subprocess.run(
         [
@@ -222,10 +233,14 @@ def test_committed_listing_is_what_the_script_writes(tmp_path: Path) -> None:
             str(REPO / "Utilities/list_slicer_api.py"),
             "--git-dir",
             SLICER_GIT,
+            "--tag",
+            tag,
             "--output",
             str(output),
         ],
         check=True,
         capture_output=True,
     )
-    assert json.loads(output.read_text()) == json.loads(API_LIST.read_text())
+    assert json.loads(output.read_text()) == json.loads(
+        API_LIST.with_name(f"slicer_api_{tag}.json").read_text()
+    )

@@ -13,6 +13,8 @@ import logging
 import os
 from typing import Any, Dict, List
 
+from .slicer_compat import slicer_version_at_least
+
 _LOG = logging.getLogger(__name__)
 
 # Reader file types (qSlicerIO::IOFileType strings of the real application) this stand-in implements.
@@ -181,7 +183,11 @@ class HeadlessIOManager:
                     file_list.InsertNextValue(str(f))
             if not name:
                 name = slicer.vtkMRMLVolumeArchetypeStorageNode().GetFileNameWithoutExtension(file_name)
-            node = logics["volumes"].AddArchetypeVolume(file_name, name, options, file_list, messages)
+            volumes = logics["volumes"]
+            if slicer_version_at_least(5, 13):  # the message collection argument is new in 5.13
+                node = volumes.AddArchetypeVolume(file_name, name, options, file_list, messages)
+            else:
+                node = volumes.AddArchetypeVolume(file_name, name, options, file_list)
             if node is not None and props.get("colorNodeID") and node.GetDisplayNode() is not None:
                 node.GetDisplayNode().SetAndObserveColorNodeID(props["colorNodeID"])
             return [node] if node is not None else []
