@@ -9,11 +9,14 @@ from typing import Any, Dict, List, Optional
 
 from MPUNetCore import __version__
 from MPUNetCore.bundle import ModelCard, SegmentClass, save_bundle
+from MPUNetCore.fileutils import check_writable
+from MPUNetCore.output_guard import input_files, refuse_outputs_onto_inputs, reserve_outputs
 
 from .cache import preprocessing_from_config
 from .config import Config, load_config
 from .data import SPLIT_PARTS, load_split
 from .evaluate import load_model, read_summary
+from .metric_keys import TRAIN_TIME
 from .models import architecture
 from .runfolder import RunFolder, read_csv
 from .trainer import load_checkpoint
@@ -47,7 +50,7 @@ def build_card(run: RunFolder, config: Config, name: str) -> ModelCard:
     best = load_checkpoint(run.best)
     history = read_csv(run.metrics) if run.metrics.exists() else []
     split = load_split(run.split)
-    times = [r["train_time_s"] for r in history if isinstance(r.get("train_time_s"), float)]
+    times = [r[TRAIN_TIME] for r in history if isinstance(r.get(TRAIN_TIME), float)]
     info = json.loads(run.info.read_text(encoding="utf-8")) if run.info.exists() else {}
     training: Dict[str, Any] = {
         "experiment": config["experiment"]["name"],
@@ -93,9 +96,20 @@ def export_run(
     run.require(run.config, run.best, run.split)
     config = load_config(run.config)
     name = name or config["experiment"]["name"]
-    card = build_card(run, config, name)
-    model = load_model(run, config, "best")
     path = Path(output) if output else run.export / f"{name}.json"
     if path.suffix != ".json":
         raise ValueError(f"--output {path}: give the card's path, ending in .json (the weights go beside it)")
-    return save_bundle(model, card, path, overwrite=overwrite)
+    outputs = [path, path.with_suffix(".pt")]
+    refuse_outputs_onto_inputs(outputs, run_inputs(run))
+    for target in outputs:  # refuse before the (slow) model loading
+        check_writable(target, overwrite)
+    with reserve_outputs(outputs):  # a second export to the same bundle refuses at once
+        card = build_card(run, config, name)
+        model = load_model(run, config, "best")
+        return save_bundle(model, card, path, overwrite=overwrite)
+
+
+def run_inputs(run: RunFolder) -> List[Path]:
+    """The files of a run folder that export reads or that the run needs later (never export outputs)."""
+    files = [run.config, run.split, run.data_report, run.info, run.metrics, run.val_cases, run.last, run.best]
+    return files + input_files([run.evaluation] if run.evaluation.is_dir() else [])
