@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import List, Tuple
 from MPUNetCore.cli.progress import ProgressBar
 from MPUNetCore.inference.settings import InferenceSettings
 from MPUNetCore.model_card import ModelCard
+from MPUNetCore.profiling import Profiler
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -45,6 +47,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="bar",
         choices=("bar", "json", "none"),
         help="progress display: a bar, JSON lines (for a parent process) or none",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print where each case's time and memory went (read, preprocessing, network, blending, "
+        "resampling back, post-processing, write) on stderr",
     )
     parser.set_defaults(run=run)
 
@@ -157,20 +165,22 @@ def run(args: argparse.Namespace) -> int:
     failures = []
     for name, source, target in plan:
         start = time.perf_counter()
+        profiler = Profiler() if getattr(args, "profile", False) else contextlib.nullcontext()
         try:
-            segment_file(
-                source,
-                target,
-                bundle,
-                overwrite=args.overwrite,
-                series_uid=args.series,
-                settings=settings,
-                progress=ProgressBar(f"{name}: windows", args.progress),
-                allow_uneven_slices=args.allow_uneven_slices,
-                fill_nonfinite=args.fill_nonfinite,
-                max_memory=args.max_memory,
-                warn=warn,
-            )
+            with profiler:
+                segment_file(
+                    source,
+                    target,
+                    bundle,
+                    overwrite=args.overwrite,
+                    series_uid=args.series,
+                    settings=settings,
+                    progress=ProgressBar(f"{name}: windows", args.progress),
+                    allow_uneven_slices=args.allow_uneven_slices,
+                    fill_nonfinite=args.fill_nonfinite,
+                    max_memory=args.max_memory,
+                    warn=warn,
+                )
         except (ValueError, OSError, RuntimeError, MemoryError) as error:
             if is_out_of_memory(error):
                 error = OutOfMemory(memory_error_message(error, f"segmenting {source}"))
@@ -180,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}: FAILED: {error}", file=sys.stderr)
             continue
         print(f"{name}: wrote {target} ({time.perf_counter() - start:.1f} s)")
+        if isinstance(profiler, Profiler):
+            print(f"{name}: profile\n{profiler.table()}", file=sys.stderr)
     if failures:
         print(f"{len(failures)} of {len(plan)} case(s) failed:", file=sys.stderr)
         for name, error in failures:
