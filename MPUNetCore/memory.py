@@ -15,7 +15,7 @@ import re
 from typing import Optional, Sequence, Union
 
 #: Bytes of activations per window voxel and per channel of the first layer, for one window in eval
-#: mode (DESIGN §5: the released MPU-Net, 16 channels, needs about 3.4 GB for 48 x 256 x 256).
+#: mode (background §5: the released MPU-Net, 16 channels, needs about 3.4 GB for 48 x 256 x 256).
 ACTIVATION_BYTES_PER_VOXEL_CHANNEL = 70
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
 

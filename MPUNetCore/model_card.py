@@ -53,11 +53,6 @@ class ModelCard:
         if not isinstance(self.inference, InferenceSettings):  # a JSON-style dict
             self.inference = _inference_settings(self.inference, f"model card {self.name!r}")
 
-    @property
-    def foreground_classes(self) -> List[SegmentClass]:
-        """Every class but the background (value 0)."""
-        return [c for c in self.classes if c.value != 0]
-
     def to_dict(self) -> Dict[str, Any]:
         """The card as JSON-ready data, with the format tag first."""
         data: Dict[str, Any] = {"format": CARD_FORMAT, "format_version": CARD_FORMAT_VERSION}

@@ -1,4 +1,4 @@
-"""Shared pytest configuration: make the repository importable and locate the real data."""
+"""Shared pytest configuration: make the repository importable and hand out the real data."""
 
 from __future__ import annotations
 
@@ -13,17 +13,15 @@ for _path in (MODULE_DIR, REPO_ROOT):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from Testing.real_data import REAL_CT_DIR  # noqa: E402
 from Testing.slicer_fixtures import slicer_env, slicer_scene  # noqa: E402,F401  (fixtures for every test)
-
-REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "real" / "dcmqi-liver-ct-3slice"
 
 
 @pytest.fixture(scope="session")
 def real_ct_dir() -> Path:
-    """The real 3-slice DICOM series with its expert liver label (../shared, outside the repo)."""
-    if not (REAL_DATA / "liver_seg.nrrd").exists():
-        pytest.skip(f"real CT data not found at {REAL_DATA} (a plain clone has no ../shared)")
-    return REAL_DATA
+    """The real 3-slice DICOM series with its expert liver label (committed under Testing/data/)."""
+    assert (REAL_CT_DIR / "liver_seg.nrrd").is_file(), f"the committed real CT is missing from {REAL_CT_DIR}"
+    return REAL_CT_DIR
 
 
 _SERIES_READABLE = {}
@@ -40,7 +38,7 @@ def _slicer_reads_dicom_series() -> bool:
         import slicer
         import vtk
 
-        files = sorted(REAL_DATA.glob("*.dcm"))
+        files = sorted(REAL_CT_DIR.glob("*.dcm"))
         names = vtk.vtkStringArray()
         for name in files:
             names.InsertNextValue(str(name))
@@ -57,7 +55,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if (
         item.path.name.startswith("test_slicer_")
         and "real_ct_dir" in getattr(item, "fixturenames", ())
-        and (REAL_DATA / "liver_seg.nrrd").exists()
+        and (REAL_CT_DIR / "liver_seg.nrrd").exists()
         and not _slicer_reads_dicom_series()
     ):
         pytest.skip("this slicer-core wheel's own vtkSlicerVolumesLogic reads no multi-file DICOM series")

@@ -12,6 +12,9 @@ checks, with Python's ``ast``:
   class of the installed ``vtk``; when the receiver is unknown, a method that the installed Slicer
   (``slicer_classes``) has but no class of that release has is reported.
 
+Argument counts are checked too, against the declared overloads that Python can call (methods made by
+VTK's macros, and names that the installed VTK's own classes also have, are not checked for counts).
+
 A use is exempt when it sits in the body of ``if slicer_version_at_least(M, m):`` with ``(M, m)`` newer than
 the listed release, or in the ``else`` of ``if not slicer_version_at_least(M, m):``.
 """
@@ -19,10 +22,11 @@ the listed release, or in the ``else`` of ``if not slicer_version_at_least(M, m)
 from __future__ import annotations
 
 import ast
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Set, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Mapping, Optional, Set, Tuple
 
 GUARD = "slicer_version_at_least"
 API_LIST = Path(__file__).parent / "data" / "slicer_api_v5.8.1.json"
@@ -111,6 +115,36 @@ class SlicerApi:
                 return True
         return False
 
+    def argument_counts(self, class_names: Iterable[str], method: str) -> Optional[List[Tuple[int, int]]]:
+        """The (fewest, most) argument counts of ``method`` over the listed classes (and their bases).
+
+        None when any definition's counts are unknown (macro-made methods, or a VTK base class outside
+        the listing), so that only fully known methods are checked.
+        """
+        counts: List[Tuple[int, int]] = []
+        for class_name in class_names:
+            listed, outside = self._chain(class_name)
+            if any(
+                self.vtk is not None and hasattr(getattr(self.vtk, base, None), method) for base in outside
+            ):
+                return None
+            for listed_name in listed:
+                info = self.classes[listed_name]
+                if method in info["methods"]:
+                    pairs = info.get("arity", {}).get(method)
+                    if not pairs:
+                        return None
+                    counts += [tuple(pair) for pair in pairs]
+        return counts or None
+
+    def vtk_methods(self) -> Set[str]:
+        """Method names of the installed VTK's own classes (an unknown object may be one of those)."""
+        return _vtk_method_names(self.vtk) if self.vtk is not None else set()
+
+    def classes_with(self, method: str) -> List[str]:
+        """The listed classes that declare ``method`` themselves."""
+        return [name for name, info in self.classes.items() if method in info["methods"]]
+
     def returns(self, class_name: str, method: str) -> Optional[str]:
         """The Slicer class that ``class_name.method`` returns, when the listing knows it."""
         for listed_name in self._chain(class_name)[0]:
@@ -131,6 +165,16 @@ class SlicerApi:
             if candidate.lower() in (f"vtkslicer{module}modulelogic", f"vtkslicer{module}logic"):
                 return candidate
         return None
+
+
+@functools.cache
+def _vtk_method_names(vtk_module: object) -> FrozenSet[str]:
+    names: Set[str] = set()
+    for attribute in dir(vtk_module):
+        cls = getattr(vtk_module, attribute, None)
+        if attribute.startswith("vtk") and isinstance(cls, type):
+            names.update(n for n in vars(cls) if n[:1].isupper())
+    return frozenset(names)
 
 
 def _dotted(node: ast.AST) -> Optional[str]:
@@ -233,10 +277,24 @@ class _Scanner:
             if receiver is not None and (receiver in self.api.classes):
                 if not self.api.has_member(receiver, func.attr):
                     self.report(node, f"{receiver}.{func.attr} is not in Slicer {self.api.tag}")
+                else:
+                    self.check_arguments(node, [receiver], f"{receiver}.{func.attr}")
             elif func.attr in self.newer_methods:
                 self.report(
                     node, f"{func.attr}() is a Slicer method that no class of Slicer {self.api.tag} has"
                 )
+            elif func.attr in self.api.all_methods and func.attr not in self.api.vtk_methods():
+                self.check_arguments(node, self.api.classes_with(func.attr), f"{func.attr}()")
+
+    def check_arguments(self, node: ast.Call, classes: List[str], label: str) -> None:
+        """Report a call whose argument count no Python-callable overload of the release accepts."""
+        if any(isinstance(arg, ast.Starred) for arg in node.args) or node.keywords:
+            return
+        counts = self.api.argument_counts(classes, node.func.attr)
+        given = len(node.args)
+        if counts and not any(low <= given <= high for low, high in counts):
+            accepted = sorted({n for low, high in counts for n in range(low, high + 1)})
+            self.report(node, f"{label} takes {accepted} arguments in Slicer {self.api.tag}, not {given}")
 
     def scan_references(self, tree: ast.AST) -> None:
         for node in ast.walk(tree):

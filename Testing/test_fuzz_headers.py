@@ -29,10 +29,11 @@ from typing import Callable, Dict, List
 import numpy as np
 import SimpleITK as sitk
 
+from Testing.real_data import REAL_CT_DIR
 from Testing.slicer_models import write_tiny_bundle
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_SERIES = REPO / ".." / "shared" / "data" / "real" / "dcmqi-liver-ct-3slice"
+REAL_SERIES = REAL_CT_DIR
 SEED = int(os.environ.get("MPUNET_FUZZ_SEED", "20261128"))  # another seed explores other damage
 CASES_PER_FORMAT = 10
 DICOM_CASES = 8
@@ -182,8 +183,7 @@ def test_damaged_headers_and_slices_never_end_in_a_traceback_or_a_partial_file(t
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     cases = make_file_cases(inputs, rng)
-    if REAL_SERIES.is_dir():
-        cases += make_dicom_cases(inputs, rng)
+    cases += make_dicom_cases(inputs, rng)
     model = write_tiny_bundle(tmp_path / "model")
     outputs = tmp_path / "outputs"
     outputs.mkdir()

@@ -3,7 +3,7 @@
 The key/shape table of the released network is written out here from its module list (names, layer
 order inside each nn.Sequential, shapes), independently of the library's mapping. The reference
 forward pass below is written with torch.nn.functional directly on those named tensors, following the
-released wiring (DESIGN.md section 3), so a wrongly placed tensor changes the result.
+released wiring (background §3), so a wrongly placed tensor changes the result.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def test_key_table_matches_the_published_parameter_count():
         for k, s in shapes.items()
         if not k.split(".")[-1].startswith(("running", "num"))
     )
-    assert total == 22_557_009  # the released model, unused modules included (DESIGN.md section 3)
+    assert total == 22_557_009  # the released model, unused modules included (background §3)
 
 
 def test_full_size_state_dict_loads_every_tensor_where_expected():

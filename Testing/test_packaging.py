@@ -1,4 +1,4 @@
-"""The Slicer extension's CMake files package every Python file and resource that exists (DESIGN §6)."""
+"""The Slicer extension's CMake files package every Python file and resource that exists (background §6)."""
 
 from __future__ import annotations
 

@@ -169,6 +169,28 @@ def test_scanner_catches_missing_names_and_methods_of_known_classes(api, newer) 
         assert any(text in finding for finding in findings), (text, findings)
 
 
+def test_scanner_checks_argument_counts(api, newer) -> None:
+    source = """
+        import slicer
+
+        def load(logics, name, names, messages):
+            logics["volumes"].AddArchetypeVolume(name, "ct", 0, names, messages)  # 5.13's extra argument
+            logics["volumes"].AddArchetypeVolume(name, "ct", 0, names)
+            segment = slicer.vtkSegment()
+            segment.SetTag("TerminologyEntry")
+            segment.SetTag("TerminologyEntry", "entry")
+            slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+            slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "name", "id")
+            if slicer_version_at_least(5, 13):
+                logics["volumes"].AddArchetypeVolume(name, "ct", 0, names, messages)
+    """
+    findings = _scan(source, api, newer)
+    assert len(findings) == 3, findings
+    assert "AddArchetypeVolume() takes [2, 3, 4] arguments in Slicer v5.8.1, not 5" in findings[0]
+    assert "vtkSegment.SetTag takes [2] arguments in Slicer v5.8.1, not 1" in findings[1]
+    assert "vtkMRMLScene.AddNewNodeByClass takes [1, 2] arguments in Slicer v5.8.1, not 3" in findings[2]
+
+
 def test_header_parser_expands_vtk_macros() -> None:
     header = """
         #include "vtkObject.h"
@@ -214,6 +236,8 @@ def test_header_parser_expands_vtk_macros() -> None:
         "GetThing": "vtkSegment",
     }
     assert set(thing["constants"]) == {"FirstEvent", "SecondEvent"}
+    # argument counts of declared methods (GetThing has a default); macro-made ones have none listed
+    assert thing["arity"] == {"New": {(0, 0)}, "GetThing": {(1, 2)}, "Inline": {(0, 0)}}
     qt = classes["qSlicerThing"]
     assert set(qt["methods"]) == {"doIt", "invokable"} and set(qt["properties"]) == {"majorVersion"}
 

@@ -10,7 +10,6 @@ Nothing is mocked. The Qt widget cannot run here (no Qt in slicer-core): see tes
 from __future__ import annotations
 
 import csv
-import importlib.util
 import math
 import os
 import time
@@ -19,19 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
-from Testing.slicer_models import TINY_CLASSES, predict_in_process, write_phantom, write_tiny_bundle
-
-# Skipped only while the inference engine and phantoms are not merged in; once present, failures show.
-pytestmark = pytest.mark.skipif(
-    any(importlib.util.find_spec(f"MPUNetCore.{name}") is None for name in ("inference", "phantom")),
-    reason="needs MPUNetCore.inference and MPUNetCore.phantom (other branches, merged into main by the lead)",
-)
-
-from MPUNetSegmentationLib.logic import MPUNetLogic  # noqa: E402
-from MPUNetSegmentationLib.process import SegmentationCancelled, SegmentationFailed, SegmentationJob  # noqa: E402
+from MPUNetSegmentationLib.logic import MPUNetLogic
+from MPUNetSegmentationLib.process import SegmentationCancelled, SegmentationFailed, SegmentationJob
 from MPUNetSegmentationLib.scene_arrays import array_from_volume_node, volume_geometry  # noqa: E402
 from MPUNetSegmentationLib.segmentation_nodes import label_array_from_node  # noqa: E402
+
+from Testing.slicer_models import TINY_CLASSES, predict_in_process, write_phantom, write_tiny_bundle
 
 
 @pytest.fixture(scope="module")

@@ -140,7 +140,6 @@ def test_module_structure_and_no_torch_in_the_slicer_process() -> None:
         "ScriptedLoadableModuleLogic",
         "MPUNetLogic",
     }
-    assert len(MODULE_FILE.read_text(encoding="utf-8").splitlines()) < 400
     imported = {
         alias.name.split(".")[0]
         for node in ast.walk(tree)

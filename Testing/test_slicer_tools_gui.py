@@ -46,8 +46,21 @@ def test_sections_are_wired_into_the_module_without_torch() -> None:
         for alias in node.names
     }
     assert "torch" not in imported and "MPUNetCore" not in imported
-    module = (MODULE_DIR / "MPUNetSegmentation.py").read_text(encoding="utf-8")
-    assert "self.tools = ToolsSection(self)" in module and "self.tools.cleanup()" in module
+    module = _module_tree()
+    setup = _method(module, "MPUNetSegmentationWidget", "setup")
+    built = {
+        (ast.unparse(n.targets[0]), ast.unparse(n.value))
+        for n in ast.walk(setup)
+        if isinstance(n, ast.Assign) and len(n.targets) == 1
+    }
+    assert ("self.tools", "ToolsSection(self)") in built
+    assert "self.tools.cleanup" in _calls(_method(module, "MPUNetSegmentationWidget", "cleanup"))
+
+
+def _module_tree() -> ast.Module:
+    return ast.parse(
+        (MODULE_DIR / "MPUNetSegmentation.py").read_text(encoding="utf-8"), feature_version=(3, 9)
+    )
 
 
 def _method(tree: ast.Module, class_name: str, name: str) -> ast.FunctionDef:
@@ -71,9 +84,7 @@ def test_shortcuts_live_while_the_module_is_shown_and_nothing_blocks_the_gui() -
     blocking ``wait`` (the environment check, installation and runs are polled by a timer, see
     test_slicer_install.py and test_slicer_background.py).
     """
-    module = ast.parse(
-        (MODULE_DIR / "MPUNetSegmentation.py").read_text(encoding="utf-8"), feature_version=(3, 9)
-    )
+    module = _module_tree()
     section = _tree()
     assert "self.tools.installShortcuts" in _calls(_method(module, "MPUNetSegmentationWidget", "enter"))
     assert "self.tools.removeShortcuts" in _calls(_method(module, "MPUNetSegmentationWidget", "exit"))
@@ -90,8 +101,14 @@ def test_shortcuts_live_while_the_module_is_shown_and_nothing_blocks_the_gui() -
 
 
 def test_one_segment_per_click_is_a_parameter_the_clicks_use() -> None:
-    module = (MODULE_DIR / "MPUNetSegmentation.py").read_text(encoding="utf-8")
-    assert "    oneSegmentPerClick: bool = False" in module  # merging is the default
+    fields = {
+        item.target.id: (ast.unparse(item.annotation), ast.unparse(item.value) if item.value else None)
+        for node in ast.walk(_module_tree())
+        if isinstance(node, ast.ClassDef) and node.name == "MPUNetSegmentationParameterNode"
+        for item in node.body
+        if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+    }
+    assert fields["oneSegmentPerClick"] == ("bool", "False")  # merging is the default
     placed = _method(_tree(), "ToolsSection", "_onPointPlaced")
     keywords = {
         k.arg: ast.unparse(k.value) for n in ast.walk(placed) if isinstance(n, ast.Call) for k in n.keywords

@@ -24,7 +24,7 @@ from Training.config import ConfigError, load_config, save_config
 from Training.data import discover_pairs, split_cases
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ("lits_mpunet_released", "lits_mpunet_paper", "lits_unet", "phantom_demo")
+CONFIGS = ("lits_mpunet_released", "lits_mpunet_paper", "lits_unet", "phantom_demo", "phantom_demo_v02")
 
 SMALL = """
 [experiment]
@@ -406,3 +406,25 @@ def test_ddp_two_processes_on_cpu(lits_dir, tmp_path):
         assert torch.equal(
             value, torch.load(run / "checkpoints" / "best.pt", weights_only=True)["model"][key]
         )
+
+
+def test_phantom_demo_generates_anatomical_phantoms_into_the_given_folder(tmp_path):
+    from MPUNetCore.phantoms import write_lits_folder as anatomical
+    from Training.prepare import make_phantoms
+
+    overrides = ["data.phantom_cases=2", "data.phantom_shape=12,64,64", "data.phantom_slabs=0.5"]
+    config = load_config("phantom_demo", overrides)
+    assert config["data"]["phantom_generator"] == "anatomical"
+    make_phantoms(config, tmp_path / "run" / "phantoms")
+    expected = anatomical(
+        tmp_path / "ref", 2, seed=0, shape=(12, 64, 64), synthseg_fraction=0.1, slab_fraction=0.5
+    )
+    for volume, label in expected:
+        for path in (volume, label):
+            ours = sitk.ReadImage(str(tmp_path / "run" / "phantoms" / path.name))
+            np.testing.assert_array_equal(
+                sitk.GetArrayFromImage(ours), sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+            )
+    assert sorted(p.name for p in (tmp_path / "run").rglob("*.nii.gz")) == sorted(
+        p.name for pair in expected for p in pair
+    )

@@ -77,6 +77,14 @@ SCHEMA: Dict[str, Dict[str, Field]] = {
         "phantom_cases": _f(0, "generate N phantom cases into the run folder when root is empty"),
         "phantom_seed": _f(0, "seed of the generated phantoms"),
         "phantom_shape": _f([], "phantom array size (z, y, x); empty: the generator's default", item=int),
+        "phantom_generator": _f(
+            "legacy",
+            "anatomical: MPUNetCore.phantoms (anatomy, contrast phases, scanner protocols); "
+            "legacy: the geometric MPUNetCore.phantom of the demo model 0.2.0",
+            ("legacy", "anatomical"),
+        ),
+        "phantom_synthseg": _f(0.0, "anatomical phantoms: fraction with randomised soft-tissue HU"),
+        "phantom_slabs": _f(0.0, "anatomical phantoms: fraction with only 3-12 slices"),
     },
     "preprocessing": {
         "hu_window": _f([-200.0, 200.0], "HU clip window (lower, upper)", item=float),

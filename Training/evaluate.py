@@ -24,18 +24,11 @@ from MPUNetCore.networks.registry import build_network
 from .cache import preprocessing_from_config
 from .config import Config, classes_of, load_config
 from .data import load_split
+from .metric_keys import LABELS, LITS_METRICS, PAPER_METRICS
 from .models import architecture
 from .runfolder import RunFolder, write_csv, write_json
 from .trainer import load_checkpoint
 from .validation import CARD_SETTINGS, card_settings, inference_settings, task_labels
-
-PAPER_METRICS = ("dice", "accuracy", "precision", "specificity", "iou", "mcc")
-LITS_METRICS = ("recall", "voe", "rvd", "assd", "msd", "rmsd", "hd95")
-TABLE_NAMES = {
-    "dice": "Dice", "accuracy": "Accuracy", "precision": "Precision", "specificity": "Specificity",
-    "iou": "IOU", "mcc": "MCC", "recall": "Recall", "voe": "VOE", "rvd": "RVD", "assd": "ASSD (mm)",
-    "msd": "MSD (mm)", "rmsd": "RMSD (mm)", "hd95": "HD95 (mm)",
-}  # fmt: skip
 
 
 def load_model(run: RunFolder, config: Config, checkpoint: str = "best") -> nn.Module:
@@ -138,7 +131,7 @@ def markdown_report(
 ) -> str:
     """Per-case tables (Table 8) and the averages (Table 9) of each class, paper metrics first."""
     metrics = PAPER_METRICS + LITS_METRICS
-    header = ["case", *(TABLE_NAMES[m] for m in metrics)]
+    header = ["case", *(LABELS[m] for m in metrics)]
     parts = [f"# {name}: {split} split ({len({r['case_id'] for r in rows})} cases)", ""]
     for cls, stats in summary.items():
         cases = [[r["case_id"], *(r[m] for m in metrics)] for r in rows if r["class"] == cls]

@@ -14,6 +14,7 @@ from .cache import preprocessing_from_config
 from .config import Config, load_config
 from .data import SPLIT_PARTS, load_split
 from .evaluate import load_model, read_summary
+from .metric_keys import TRAIN_TIME
 from .models import architecture
 from .runfolder import RunFolder, read_csv
 from .trainer import load_checkpoint
@@ -47,7 +48,7 @@ def build_card(run: RunFolder, config: Config, name: str) -> ModelCard:
     best = load_checkpoint(run.best)
     history = read_csv(run.metrics) if run.metrics.exists() else []
     split = load_split(run.split)
-    times = [r["train_time_s"] for r in history if isinstance(r.get("train_time_s"), float)]
+    times = [r[TRAIN_TIME] for r in history if isinstance(r.get(TRAIN_TIME), float)]
     info = json.loads(run.info.read_text(encoding="utf-8")) if run.info.exists() else {}
     training: Dict[str, Any] = {
         "experiment": config["experiment"]["name"],

@@ -12,9 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-PAPER_METRICS = ("dice", "accuracy", "precision", "specificity", "iou", "mcc")
-LABELS = {"dice": "Dice", "accuracy": "Accuracy", "precision": "Precision", "specificity": "Specificity",
-          "iou": "IOU", "mcc": "MCC"}  # fmt: skip
+from .metric_keys import LABELS, PAPER_METRICS, metric_key  # noqa: E402
 
 
 def series(history: List[Dict], key: str) -> tuple:
@@ -37,7 +35,7 @@ def curves(history: List[Dict], cls: str, title: str, path: Path) -> Path:
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
     for ax, metric in zip(axes.ravel(), PAPER_METRICS):
         for part, style in (("train", "-"), ("val", "-o")):
-            x, y = series(history, f"{part}_{cls}_{metric}")
+            x, y = series(history, metric_key(part, cls, metric))
             if len(x):
                 ax.plot(x, y, style, markersize=2.5, label="training" if part == "train" else "validation")
         ax.set_title(LABELS[metric])
@@ -52,7 +50,7 @@ def boxplots(history: List[Dict], cls: str, title: str, path: Path) -> Path:
     """Fig. 7/10: distribution of each paper metric over the epochs, training vs validation."""
     fig, axes = plt.subplots(1, len(PAPER_METRICS), figsize=(14, 3.8))
     for ax, metric in zip(axes, PAPER_METRICS):
-        data = [series(history, f"{part}_{cls}_{metric}")[1] for part in ("train", "val")]
+        data = [series(history, metric_key(part, cls, metric))[1] for part in ("train", "val")]
         data = [d if len(d) else np.array([np.nan]) for d in data]
         _boxplot(ax, data, ["train", "val"])
         ax.set_title(LABELS[metric])
@@ -92,9 +90,9 @@ def convergence(histories: Dict[str, List[Dict]], cls: str, path: Path) -> Path:
     """Fig. 12: 1 - Dice per epoch of the compared runs (validation solid, training dashed)."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, history in histories.items():
-        x, y = series(history, f"val_{cls}_dice")
+        x, y = series(history, metric_key("val", cls, "dice"))
         line = ax.plot(x, 1 - y, "-", label=f"{name} validation")[0] if len(x) else None
-        x, y = series(history, f"train_{cls}_dice")
+        x, y = series(history, metric_key("train", cls, "dice"))
         if len(x):
             ax.plot(
                 x, 1 - y, "--", color=line.get_color() if line else None, alpha=0.7, label=f"{name} training"

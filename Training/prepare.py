@@ -59,9 +59,14 @@ def make_phantoms(config: Config, root: Path) -> None:
         return  # the user's data folder is never written (check_data_source refuses the combination)
     if wanted <= 0 or all((root / f"segmentation-{k}.nii.gz").exists() for k in range(wanted)):
         return
-    from MPUNetCore.phantom import write_lits_folder
-
     options = {"shape": tuple(data["phantom_shape"])} if data["phantom_shape"] else {}
+    if data["phantom_generator"] == "anatomical":
+        from MPUNetCore.phantoms import write_lits_folder
+
+        options.update(synthseg_fraction=data["phantom_synthseg"], slab_fraction=data["phantom_slabs"])
+    else:
+        from MPUNetCore.phantom import write_lits_folder
+
     print(f"generating {wanted} phantom cases in {root}", file=sys.stderr)
     write_lits_folder(root, cases=wanted, seed=data["phantom_seed"], overwrite=True, **options)
 

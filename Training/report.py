@@ -21,10 +21,20 @@ import numpy as np
 from . import plots
 from .config import load_config
 from .evaluate import markdown_table, read_summary
+from .metric_keys import (
+    BEST_EPOCH,
+    EPOCH,
+    EPOCH_TIME,
+    LABELS,
+    PAPER_METRICS,
+    TRAIN_TIME,
+    VAL_TIME,
+    metric_key,
+)
 from .runfolder import RunFolder, read_csv, write_csv
 
-PAPER = plots.PAPER_METRICS
-HEADER = [plots.LABELS[m] for m in PAPER]
+PAPER = PAPER_METRICS
+HEADER = [LABELS[m] for m in PAPER]
 
 
 @dataclass
@@ -43,14 +53,14 @@ class RunRecord:
         """Mean of each paper metric over the last third of the epochs (NaNs skipped)."""
         last = max(1, int(math.ceil(len(self.history) / 3)))
         rows = self.history[-last:]
-        return {m: _nanmean([r.get(f"{part}_{cls}_{m}", math.nan) for r in rows]) for m in PAPER}
+        return {m: _nanmean([r.get(metric_key(part, cls, m), math.nan) for r in rows]) for m in PAPER}
 
     def best_row(self) -> Optional[Dict[str, Any]]:
         """The metrics row of the best saved epoch."""
         if not self.history:
             return None
-        epoch = self.history[-1].get("best_epoch", math.nan)
-        return next((r for r in self.history if r["epoch"] == epoch), None)
+        epoch = self.history[-1].get(BEST_EPOCH, math.nan)
+        return next((r for r in self.history if r[EPOCH] == epoch), None)
 
     def mean_time(self, key: str) -> float:
         """Mean of a time column over the epochs that have it."""
@@ -97,9 +107,29 @@ def make_report(run_dirs: Sequence[Path], output: Path) -> Path:
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     classes = [c for c in ("liver", "tumor") if any(c in r.classes for r in runs)]
-    md: List[str] = [f"# Training report: {', '.join(r.name for r in runs)}", ""]
     table_rows: List[Dict[str, Any]] = []
+    md: List[str] = [f"# Training report: {', '.join(r.name for r in runs)}", ""]
+    md += _run_sections(runs, output, table_rows)
+    md += _comparison_sections(runs, classes, output)
+    md += _time_section(runs, table_rows)
+    md += _best_section(runs)
+    evaluated = [r for r in runs if r.test]
+    if evaluated:
+        md += _test_section(evaluated, classes, output, table_rows)
+    else:
+        md += [
+            "No run has been evaluated yet: `python -m Training evaluate RUN` adds Tables 8/9 and Fig. 14.",
+            "",
+        ]
+    write_csv(output / "tables.csv", table_rows)
+    report = output / "report.md"
+    report.write_text("\n".join(md), encoding="utf-8")
+    return report
 
+
+def _run_sections(runs: List[RunRecord], output: Path, table_rows: List[Dict[str, Any]]) -> List[str]:
+    """Per run and class: curves, box plots, converged bars and their table (Figs. 6-11, Tables 3/4)."""
+    md: List[str] = []
     for r in runs:
         slug = _slug(r.name)
         md += [
@@ -129,7 +159,12 @@ def make_report(run_dirs: Sequence[Path], output: Path) -> Path:
             md += [f"![{p.stem}]({p.name})" for p in figs] + [""]
             for part, values in groups.items():
                 table_rows.append({"table": "converged", "run": r.name, "class": cls, "part": part, **values})
+    return md
 
+
+def _comparison_sections(runs: List[RunRecord], classes: List[str], output: Path) -> List[str]:
+    """Per class, across runs: convergence figure and converged values side by side (Table 5, Fig. 12)."""
+    md: List[str] = []
     for cls in classes:
         with_cls = [r for r in runs if cls in r.classes]
         fig = plots.convergence({r.name: r.history for r in with_cls}, cls, output / f"convergence_{cls}.png")
@@ -152,14 +187,19 @@ def make_report(run_dirs: Sequence[Path], output: Path) -> Path:
                 groups, f"Converged validation {cls} metrics", output / f"compare_{cls}.png"
             )
             md += [f"![compare]({bars.name})", ""]
+    return md
 
+
+def _time_section(runs: List[RunRecord], table_rows: List[Dict[str, Any]]) -> List[str]:
+    """Time per epoch, parameters and file size of each run (Table 6)."""
+    md: List[str] = []
     md += ["## Time per epoch and size (paper Table 6)", ""]
     time_rows = []
     for r in runs:
         train_t, val_t, total = (
-            r.mean_time("train_time_s"),
-            r.mean_time("val_time_s"),
-            r.mean_time("epoch_time_s"),
+            r.mean_time(TRAIN_TIME),
+            r.mean_time(VAL_TIME),
+            r.mean_time(EPOCH_TIME),
         )
         time_rows.append(
             [
@@ -176,9 +216,9 @@ def make_report(run_dirs: Sequence[Path], output: Path) -> Path:
             {
                 "table": "time",
                 "run": r.name,
-                "train_time_s": train_t,
-                "val_time_s": val_t,
-                "epoch_time_s": total,
+                TRAIN_TIME: train_t,
+                VAL_TIME: val_t,
+                EPOCH_TIME: total,
                 "parameters": r.info.get("parameters"),
                 "file_mb": r.file_size_mb(),
             }
@@ -190,7 +230,12 @@ def make_report(run_dirs: Sequence[Path], output: Path) -> Path:
         ),
         "",
     ]
+    return md
 
+
+def _best_section(runs: List[RunRecord]) -> List[str]:
+    """The metrics of each run's best saved epoch (Table 7)."""
+    md: List[str] = []
     md += ["## Best saved models (paper Table 7)", ""]
     best_rows = []
     for r in runs:
@@ -200,22 +245,16 @@ def make_report(run_dirs: Sequence[Path], output: Path) -> Path:
                 continue
             for part in ("train", "val"):
                 best_rows.append(
-                    [r.name, int(row["epoch"]), cls, part, *(row.get(f"{part}_{cls}_{m}") for m in PAPER)]
+                    [
+                        r.name,
+                        int(row["epoch"]),
+                        cls,
+                        part,
+                        *(row.get(metric_key(part, cls, m)) for m in PAPER),
+                    ]
                 )
     md += [markdown_table(["run", "epoch", "class", "part", *HEADER], best_rows), ""]
-
-    evaluated = [r for r in runs if r.test]
-    if evaluated:
-        md += _test_section(evaluated, classes, output, table_rows)
-    else:
-        md += [
-            "No run has been evaluated yet: `python -m Training evaluate RUN` adds Tables 8/9 and Fig. 14.",
-            "",
-        ]
-    write_csv(output / "tables.csv", table_rows)
-    report = output / "report.md"
-    report.write_text("\n".join(md), encoding="utf-8")
-    return report
+    return md
 
 
 def _test_section(

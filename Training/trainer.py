@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import random
 import shutil
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
@@ -28,6 +27,7 @@ from MPUNetCore.cli.progress import ProgressBar
 from . import distributed
 from .checkpoints import load_checkpoint, previous_path, save_checkpoint
 from .config import Config, classes_of, save_config
+from .metric_keys import BEST_EPOCH, EPOCH, EPOCH_TIME, TRAIN_TIME, VAL_TIME, metric_key, val_key
 from .models import (
     architecture,
     count_parameters,
@@ -39,42 +39,10 @@ from .models import (
     predicted_by,
 )
 from .prepare import check_data_source, prepare_data
+from .rng import rng_states, seed_epoch, set_rng_states
 from .runfolder import RunFolder, TensorBoard, write_csv, write_json
 from .sampling import EpochPatches, PatchSampler, epoch_plan
 from .validation import PatchConfusion, best_value, validate
-
-
-def seed_epoch(seed: int, epoch: int, rank: int) -> None:
-    """Seed python, numpy and torch for one epoch of one process."""
-    value = int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
-    random.seed(value)
-    np.random.seed(value)  # noqa: NPY002 - the global state, for code that uses it
-    torch.manual_seed(value)
-
-
-def rng_states() -> Dict[str, Any]:
-    """The python/numpy/torch RNG states as plain data (loadable with `weights_only=True`)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()  # noqa: NPY002
-    states = {
-        "python": random.getstate(),
-        "numpy": [kind, keys.tolist(), pos, has_gauss, gauss],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: Dict[str, Any]) -> None:
-    """Restore what `rng_states` returned."""
-    version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, gauss_value = states["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss_value))  # noqa: NPY002
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
 
 __all__ = ["load_checkpoint", "save_checkpoint", "start_run", "train"]
 
@@ -143,133 +111,217 @@ def train(
         distributed.cleanup(ctx)
 
 
+@dataclass
+class _Session:
+    """What one training run holds between its steps."""
+
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    loss_fn: Any
+    amp: Optional[torch.dtype]
+    sampler: PatchSampler
+    board: TensorBoard
+    parameters: int
+    start_epoch: int = 0
+    best: Dict[str, Any] = field(default_factory=lambda: {"value": -float("inf"), "epoch": 0})
+    history: List[Dict[str, Any]] = field(default_factory=list)
+
+
 def _train(
     config: Config, run: RunFolder, ctx: distributed.Context, resume: bool, overwrite: bool, progress: str
 ) -> Path:
+    state = _on_train_start(config, run, ctx, resume, overwrite)
+    data = prepare_data(config, run, ctx, progress)
+    session = _build_session(config, run, ctx, data, state)
+    epochs = config["train"]["epochs"]
+    for epoch in range(session.start_epoch, epochs):
+        t0 = time.perf_counter()
+        row = _train_step(session, config, ctx, epoch, progress)
+        if (epoch + 1) % config["train"]["val_every"] == 0 or epoch + 1 == epochs:
+            row.update(_validation_step(session, data, config, run, ctx, epoch, progress))
+        row[EPOCH_TIME] = time.perf_counter() - t0
+        if ctx.main:
+            _on_epoch_end(session, config, run, row, epochs)
+        distributed.barrier(ctx)
+    session.board.close()
+    return run.root
+
+
+def _on_train_start(
+    config: Config, run: RunFolder, ctx: distributed.Context, resume: bool, overwrite: bool
+) -> Optional[Dict[str, Any]]:
+    """Prepare the run folder and torch; returns the checkpoint to resume from (None: a new run)."""
     if ctx.main:
         start_run(config, run, resume, overwrite)
     distributed.barrier(ctx)
     state = load_checkpoint(run.last) if resume else None  # a damaged checkpoint fails before any work
-    train_cfg, seed = config["train"], config["experiment"]["seed"]
+    train_cfg = config["train"]
     if train_cfg["threads"]:
         torch.set_num_threads(train_cfg["threads"])
     if ctx.device.type == "cuda":
         torch.backends.cudnn.benchmark = not train_cfg["deterministic"]
         torch.backends.cudnn.deterministic = train_cfg["deterministic"]
-    data = prepare_data(config, run, ctx, progress)
+    return state
+
+
+def _build_session(
+    config: Config, run: RunFolder, ctx: distributed.Context, data: Any, state: Optional[Dict[str, Any]]
+) -> _Session:
+    """Network, optimiser, schedule, loss and patch sampler, restored from ``state`` when resuming."""
     model = make_network(config).to(ctx.device, memory_format=memory_format(config))
-    optimizer, loss_fn = make_optimizer(config, model), make_loss(config)
-    scheduler = make_scheduler(config, optimizer)
+    optimizer = make_optimizer(config, model)
     amp = _amp_dtype(config, ctx.device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp == torch.float16)
-    history: List[Dict[str, Any]] = []
-    best = {"value": -float("inf"), "epoch": 0}
-    start_epoch = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, best, history = state["epoch"], state["best"], state["history"]
-        set_rng_states(state["rng"])
-        if ctx.main:
-            print(f"resuming {run.root} after epoch {start_epoch}", file=sys.stderr)
-    params = count_parameters(model)
-    if ctx.main:
-        write_json(
-            run.info,
-            {
-                "architecture": architecture(config),
-                "parameters": params,
-                "device": str(ctx.device),
-                "world_size": ctx.world,
-                "torch": torch.__version__,
-                "cases": {k: len(v) for k, v in data.parts.items()},
-            },
-        )
-    net = model
-    if ctx.enabled:
-        unused = unused_parameters(model, ctx.device)
-        net = DistributedDataParallel(
-            model,
-            device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-            find_unused_parameters=bool(unused),
-        )
-    lo = config["preprocessing"]["hu_window"][0] / config["preprocessing"]["scale"]
+    prep, train_cfg = config["preprocessing"], config["train"]
     sampler = PatchSampler(
         data.parts["train"],
         train_cfg["patch"],
         config["data"]["task"],
         config["augment"],
         train_cfg["foreground_prob"],
-        lo,
-        seed,
+        prep["hu_window"][0] / prep["scale"],
+        config["experiment"]["seed"],
         tumor_prob=train_cfg["tumor_prob"],
     )
-    board = TensorBoard(run.tensorboard, enabled=ctx.main)
-    epochs = train_cfg["epochs"]
-    for epoch in range(start_epoch, epochs):
-        seed_epoch(seed, epoch, ctx.rank)
-        t0, cpu0 = time.perf_counter(), time.process_time()
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-        row.update(_train_epoch(net, loss_fn, optimizer, scaler, sampler, config, ctx, epoch, amp, progress))
-        scheduler.step()
-        row["train_time_s"] = time.perf_counter() - t0
-        row["train_cpu_s"] = time.process_time() - cpu0  # CPU seconds: shows how busy the machine was
-        t1 = time.perf_counter()
-        if (epoch + 1) % train_cfg["val_every"] == 0 or epoch + 1 == epochs:
-            # Every process segments its share of the validation cases; rank 0 writes the scores.
-            bar = ProgressBar(f"validation {epoch + 1}", progress)
-            metrics, case_rows = validate(
-                model,
-                data.parts["val"],
-                config,
-                ctx.device,
-                progress=bar,
-                shard=(ctx.rank, ctx.world),
-                gather=lambda scores: distributed.gather_all(ctx, scores),
-            )
-            row.update(metrics)
-            if ctx.main:
-                write_csv(run.val_cases, [{"epoch": epoch + 1, **r} for r in case_rows])
-            row["val_time_s"] = time.perf_counter() - t1
-        row["epoch_time_s"] = time.perf_counter() - t0
+    session = _Session(
+        model=model,
+        net=model,
+        optimizer=optimizer,
+        scheduler=make_scheduler(config, optimizer),
+        scaler=torch.amp.GradScaler("cuda", enabled=amp == torch.float16),
+        loss_fn=make_loss(config),
+        amp=amp,
+        sampler=sampler,
+        board=TensorBoard(run.tensorboard, enabled=ctx.main),
+        parameters=count_parameters(model),
+    )
+    if state is not None:
+        _restore(session, state)
         if ctx.main:
-            value = best_value(row, train_cfg["best_metric"])
-            if value == value and value > best["value"]:  # NaN never wins
-                best = {"value": value, "epoch": epoch + 1}
-                save_checkpoint(
-                    run.best,
-                    {
-                        "model": model.state_dict(),
-                        "epoch": epoch + 1,
-                        "metrics": row,
-                        "architecture": architecture(config),
-                    },
-                )
-            row["best_epoch"] = best["epoch"]
-            history.append(row)
-            write_csv(run.metrics, history)
-            board.log(row, epoch + 1)
-            save_checkpoint(
-                run.last,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "epoch": epoch + 1,
-                    "best": best,
-                    "history": history,
-                    "rng": rng_states(),
-                    "parameters": params,
-                },
-            )
-            _report_epoch(row, epochs, best, train_cfg["best_metric"])
-        distributed.barrier(ctx)
-    board.close()
-    return run.root
+            print(f"resuming {run.root} after epoch {session.start_epoch}", file=sys.stderr)
+    if ctx.main:
+        write_json(
+            run.info,
+            {
+                "architecture": architecture(config),
+                "parameters": session.parameters,
+                "device": str(ctx.device),
+                "world_size": ctx.world,
+                "torch": torch.__version__,
+                "cases": {k: len(v) for k, v in data.parts.items()},
+            },
+        )
+    if ctx.enabled:
+        unused = unused_parameters(model, ctx.device)
+        session.net = DistributedDataParallel(
+            model,
+            device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+            find_unused_parameters=bool(unused),
+        )
+    return session
+
+
+def _restore(session: _Session, state: Dict[str, Any]) -> None:
+    """Load a `last` checkpoint into the session: weights, optimiser, schedule, scaler, history, RNG."""
+    session.model.load_state_dict(state["model"])
+    session.optimizer.load_state_dict(state["optimizer"])
+    session.scheduler.load_state_dict(state["scheduler"])
+    if state.get("scaler"):
+        session.scaler.load_state_dict(state["scaler"])
+    session.start_epoch, session.best, session.history = state["epoch"], state["best"], state["history"]
+    set_rng_states(state["rng"])
+
+
+def _train_step(
+    session: _Session, config: Config, ctx: distributed.Context, epoch: int, progress: str
+) -> Dict[str, Any]:
+    """One epoch of training and the schedule's step; the start of the epoch's metrics row."""
+    seed_epoch(config["experiment"]["seed"], epoch, ctx.rank)
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    row: Dict[str, Any] = {EPOCH: epoch + 1, "lr": session.optimizer.param_groups[0]["lr"]}
+    row.update(
+        _train_epoch(
+            session.net,
+            session.loss_fn,
+            session.optimizer,
+            session.scaler,
+            session.sampler,
+            config,
+            ctx,
+            epoch,
+            session.amp,
+            progress,
+        )
+    )
+    session.scheduler.step()
+    row[TRAIN_TIME] = time.perf_counter() - t0
+    row["train_cpu_s"] = time.process_time() - cpu0  # CPU seconds: shows how busy the machine was
+    return row
+
+
+def _validation_step(
+    session: _Session,
+    data: Any,
+    config: Config,
+    run: RunFolder,
+    ctx: distributed.Context,
+    epoch: int,
+    progress: str,
+) -> Dict[str, Any]:
+    """Validate on whole volumes; every process segments its share, rank 0 writes the case scores."""
+    t1 = time.perf_counter()
+    metrics, case_rows = validate(
+        session.model,
+        data.parts["val"],
+        config,
+        ctx.device,
+        progress=ProgressBar(f"validation {epoch + 1}", progress),
+        shard=(ctx.rank, ctx.world),
+        gather=lambda scores: distributed.gather_all(ctx, scores),
+    )
+    if ctx.main:
+        write_csv(run.val_cases, [{EPOCH: epoch + 1, **r} for r in case_rows])
+    return {**metrics, VAL_TIME: time.perf_counter() - t1}
+
+
+def _on_epoch_end(
+    session: _Session, config: Config, run: RunFolder, row: Dict[str, Any], epochs: int
+) -> None:
+    """Rank 0: keep the best model, log the row, write the `last` checkpoint, print the epoch."""
+    metric, epoch = config["train"]["best_metric"], row[EPOCH]
+    value = best_value(row, metric)
+    if value == value and value > session.best["value"]:  # NaN never wins
+        session.best = {"value": value, "epoch": epoch}
+        save_checkpoint(
+            run.best,
+            {
+                "model": session.model.state_dict(),
+                "epoch": epoch,
+                "metrics": row,
+                "architecture": architecture(config),
+            },
+        )
+    row[BEST_EPOCH] = session.best["epoch"]
+    session.history.append(row)
+    write_csv(run.metrics, session.history)
+    session.board.log(row, epoch)
+    save_checkpoint(
+        run.last,
+        {
+            "model": session.model.state_dict(),
+            "optimizer": session.optimizer.state_dict(),
+            "scheduler": session.scheduler.state_dict(),
+            "scaler": session.scaler.state_dict(),
+            "epoch": epoch,
+            "best": session.best,
+            "history": session.history,
+            "rng": rng_states(),
+            "parameters": session.parameters,
+        },
+    )
+    _report_epoch(row, epochs, session.best, metric)
 
 
 def _train_epoch(
@@ -336,9 +388,9 @@ def _train_epoch(
 
 
 def _report_epoch(row: Dict[str, Any], epochs: int, best: Dict[str, Any], metric: str) -> None:
-    val = row.get(f"val_{metric}")
+    val = row.get(val_key(metric))
     text = f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f}"
-    text += f", train liver dice {row.get('train_liver_dice', float('nan')):.4f}"
+    text += f", train liver dice {row.get(metric_key('train', 'liver', 'dice'), float('nan')):.4f}"
     if val is not None:
         text += f", val {metric} {val:.4f} (best {best['value']:.4f} at epoch {best['epoch']})"
     text += f", {row['epoch_time_s']:.1f} s"

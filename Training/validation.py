@@ -20,9 +20,7 @@ from MPUNetCore.metrics import Confusion, DiceAccumulator, overlap_metrics
 
 from .cache import CachedCase
 from .config import Config, classes_of
-
-TRAIN_METRICS = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "mcc")
-
+from .metric_keys import DICE_GLOBAL, MEAN_DICE, TRAIN_METRICS, metric_key, val_key
 
 CARD_SETTINGS = ("window", "overlap", "blending", "batch_size")
 
@@ -102,9 +100,9 @@ def validate(
     for name, summary in accumulator.summary().items():
         for key, value in summary.items():
             if key.startswith("mean_"):
-                row[f"val_{name}_{key[5:]}"] = float(value)
-        row[f"val_{name}_dice_global"] = float(summary["dice_global"])
-    row["val_mean_dice"] = float(np.mean([row[f"val_{name}_dice"] for name in classes]))
+                row[metric_key("val", name, key[5:])] = float(value)
+        row[metric_key("val", name, DICE_GLOBAL)] = float(summary[DICE_GLOBAL])
+    row[val_key(MEAN_DICE)] = float(np.mean([row[metric_key("val", name, "dice")] for name in classes]))
     return row, accumulator.rows()
 
 
@@ -149,7 +147,7 @@ class PatchConfusion:
         row = {}
         for name, counts in self.counts.items():
             values = overlap_metrics(Confusion(*counts))
-            row.update({f"train_{name}_{key}": float(values[key]) for key in TRAIN_METRICS})
+            row.update({metric_key("train", name, key): float(values[key]) for key in TRAIN_METRICS})
         return row
 
 
@@ -162,5 +160,5 @@ def _member(labels: torch.Tensor, values: Sequence[int]) -> torch.Tensor:
 
 def best_value(row: Dict[str, float], metric: str) -> float:
     """The validation value of `train.best_metric` in a metrics row (NaN when absent)."""
-    value = row.get(f"val_{metric}", math.nan)
+    value = row.get(val_key(metric), math.nan)
     return float(value)

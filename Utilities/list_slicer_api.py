@@ -6,7 +6,8 @@ Reads the headers of Slicer's VTK and Qt classes (``vtk*.h``, ``q*.h`` under ``L
 * ``classes``: for each class, its base classes, its public methods (declarations and the methods that
   VTK's ``vtkGet*Macro``/``vtkSet*Macro``/``vtkBooleanMacro``/``vtkTypeMacro`` and MRML's node macros
   expand to), Qt properties, enum constants, and the Slicer class each method returns where it returns a
-  pointer to one (so that a scanner can follow ``node.GetSegmentation().GetSegment(id)``);
+  pointer to one (so that a scanner can follow ``node.GetSegmentation().GetSegment(id)``), and the
+  argument counts of the declared overloads that Python can call;
 * ``python``: the top-level names of each ``slicer.*`` Python module (``slicer.util`` functions, ...);
 * ``modules``: the names under ``slicer.modules`` (the loadable, scripted and CLI module folders, lower case).
 
@@ -44,6 +45,10 @@ GET_SET_MACRO = re.compile(r"^vtk(Get|Set)\w*Macro$")
 ACCESS = re.compile(r"^(public|protected|private)\s*(Q_SLOTS|slots)?\s*:")
 CLASS_HEAD = re.compile(
     r"\bclass\s+(?:\w+_EXPORT\s+|VTK_[A-Z_]+\s+)*([A-Za-z_]\w*)\s*(?::\s*([^{;]*))?\{", re.S
+)
+# parameter types that VTK's Python wrapping cannot pass: an overload using one is not callable from Python
+NOT_WRAPPED = re.compile(
+    r"std::(list|map|set|deque|pair|function|unique_ptr|shared_ptr)|\*\s*\*|\.\.\.|\bQ[A-Z]\w*<"
 )
 METHOD_NAME = re.compile(r"(~?[A-Za-z_]\w*)\s*\($")
 SLICER_CLASS = re.compile(
@@ -126,9 +131,14 @@ def _parse_statement(statement: str, class_name: str, info: Dict) -> None:
         name, args = macro.group(1), macro.group(2)
         first = args.split(",")[0].strip()
         if name in MACROS:
-            info["methods"].update(pattern.format(first) for pattern in MACROS[name])
+            expanded = {pattern.format(first) for pattern in MACROS[name]}
         elif GET_SET_MACRO.match(name):
-            info["methods"].add(("Get" if name.startswith("vtkGet") else "Set") + first)
+            expanded = {("Get" if name.startswith("vtkGet") else "Set") + first}
+        else:
+            expanded = set()
+        info["methods"].update(expanded)
+        info["macro_names"].update(expanded)  # their argument counts vary (vector forms): not listed
+        if GET_SET_MACRO.match(name):
             object_type = re.search(r",\s*(vtk\w+)\s*\)?$", args)
             if name.startswith("vtkGetObject") and object_type and SLICER_CLASS.match(object_type.group(1)):
                 info["returns"]["Get" + first] = object_type.group(1)
@@ -161,9 +171,40 @@ def _parse_statement(statement: str, class_name: str, info: Dict) -> None:
     if name.startswith("~") or name == class_name or name.isupper():
         return
     info["methods"].add(name)
+    arity = _arity(head[cut + 1 :], info["opaque"])
+    if arity is not None:
+        info["arity"].setdefault(name, set()).add(arity)
     returned = re.search(r"\b(vtk\w+|q\w+)\s*\*\s*$", head[: name_match.start()])
     if returned and SLICER_CLASS.match(returned.group(1)):
         info["returns"][name] = returned.group(1)
+
+
+def _arity(parameters: str, opaque: Iterable[str]) -> Optional[Tuple[int, int]]:
+    """(fewest, most) arguments of a declaration's parameter list, or None when Python cannot call it."""
+    depth, end = 1, None
+    for position, char in enumerate(parameters):
+        depth += char == "("
+        depth -= char == ")"
+        if depth == 0:
+            end = position
+            break
+    text = parameters[:end].strip() if end is not None else ""
+    if end is None or NOT_WRAPPED.search(text) or any(re.search(rf"\b{t}\b", text) for t in opaque):
+        return None
+    if text in ("", "void"):
+        return 0, 0
+    parts, depth, current = [], 0, ""
+    for char in text:  # split at the commas outside <...> and (...)
+        depth += char in "<("
+        depth -= char in ">)"
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+    parts.append(current)
+    required = sum("=" not in part for part in parts)
+    return required, len(parts)
 
 
 def parse_header(text: str) -> Dict[str, Dict]:
@@ -187,6 +228,13 @@ def parse_header(text: str) -> Dict[str, Dict]:
             if len(words) >= 2 and words[0] == "public":
                 bases.append(re.sub(r"<.*", "", words[1]))
         info = {"bases": bases, "methods": set(), "properties": set(), "constants": set(), "returns": {}}
+        info.update(arity={}, macro_names=set())
+        # class-local type names that Python cannot pass: containers and function pointers
+        info["opaque"] = {
+            typedef.group(2)
+            for typedef in re.finditer(r"\btypedef\s+([^;]*?)\s*\b(\w+)\s*;", body)
+            if NOT_WRAPPED.search(typedef.group(1)) or "std::vector<vtk" in typedef.group(1)
+        } | set(re.findall(r"\btypedef[^;]*\(\s*\*\s*(\w+)\s*\)", body))
         # Qt properties are public whichever section declares them; then drop Qt's declaration macros
         for declaration in re.findall(r"\bQ_PROPERTY\s*\(([^()]*)\)", body):
             words = declaration.split()
@@ -272,6 +320,12 @@ def list_api(git_dir: str, tag: str) -> Dict:
                 "properties": sorted(info["properties"]),
                 "constants": sorted(info["constants"]),
                 "returns": dict(sorted(info["returns"].items())),
+                # argument counts [fewest, most] of each Python-callable overload (declared methods only)
+                "arity": {
+                    method: sorted(list(pair) for pair in pairs)
+                    for method, pairs in sorted(info["arity"].items())
+                    if method not in info["macro_names"] and name.startswith("vtk")
+                },
             }
             for name, info in sorted(classes.items())
         },

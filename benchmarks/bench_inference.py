@@ -13,7 +13,7 @@ windowing, blending and the way back to the input grid:
 * ``monai``: ``monai.inferers.sliding_window_inference`` (``--ref-overlap``, ``--monai-mode``), then
   ``F.interpolate`` of the whole probability volume to the input grid and argmax (the usual recipe);
   ``monai-same``: the same with our ``--overlap`` and ``--blending``;
-* ``released``: the released code's test procedure, re-written from its description (DESIGN §3):
+* ``released``: the released code's test procedure, re-written from its description (background §3):
   z padded with zeros at the end until (z - 48) is a multiple of 24, 48-slice windows at stride 24 over
   the full in-plane extent, each window's output upsampled trilinearly to full in-plane resolution and
   concatenated, plain averaging with a count volume at full resolution, argmax.

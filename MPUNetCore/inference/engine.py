@@ -1,6 +1,6 @@
 """Whole-volume segmentation: preprocessing -> sliding window -> back to the input grid -> cleanup.
 
-The released MPU-Net code (DESIGN §3) segments a scan with 48-slice windows at stride 24 along z
+The released MPU-Net code (background §3) segments a scan with 48-slice windows at stride 24 along z
 (50 % overlap) over the full 256 x 256 in-plane extent of the network space, averages the windows
 plainly, upsamples the probabilities back to 512 x 512 and takes the argmax. This engine does the same
 steps with these defaults:

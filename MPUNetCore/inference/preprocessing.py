@@ -1,6 +1,6 @@
 """Preprocessing: from a CT array in Hounsfield units to the network's space, and back.
 
-The network space is the grid the model was trained on (DESIGN §3): HU clipped to ``hu_window`` and
+The network space is the grid the model was trained on (background §3): HU clipped to ``hu_window`` and
 divided by ``scale``; in-plane resampled by ``inplane_factor`` (512 -> 256) or to ``target_spacing``;
 slices resampled to ``slice_spacing`` millimetres. The inverse maps per-class probabilities back to
 EXACTLY the input grid before the argmax, so a label map never drifts from the input geometry.
@@ -12,7 +12,7 @@ Arrays are (z, y, x) like ``SimpleITK.GetArrayFromImage``; spacings are (x, y, z
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -181,10 +181,3 @@ def to_network_space(
 
     image = resample_to_shape(array, transform.network_shape, fn=_intensity, chunk_slices=chunk_slices)
     return image, transform
-
-
-def resample_channels_to_network(
-    array: Any, transform: NetworkTransform, fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
-) -> torch.Tensor:
-    """Resample a (C, z, y, x) array (e.g. one-hot labels) onto the network grid of ``transform``."""
-    return resample_to_shape(array, transform.network_shape, fn=fn)

@@ -232,7 +232,7 @@ def _write_segmentation(name: str, ct_path: Path, labelmap: Path, target: Path, 
 
     from .results import read_label_map_on_volume_grid, segment_specs_for_model
     from .scene_arrays import load_volume_node
-    from .segmentation_nodes import _remove_node, create_segmentation_node
+    from .segmentation_nodes import create_segmentation_node, remove_node
 
     volume = load_volume_node(str(ct_path), name=name)
     node = None
@@ -249,7 +249,7 @@ def _write_segmentation(name: str, ct_path: Path, labelmap: Path, target: Path, 
     finally:
         for item in (node, volume):
             if item is not None and item.GetScene() is not None:
-                _remove_node(item)  # with its display and storage nodes
+                remove_node(item)  # with its display and storage nodes
 
 
 def _write_metrics(options: BatchOptions, log: Callable[[str], None], report: BatchReport) -> Optional[Path]:

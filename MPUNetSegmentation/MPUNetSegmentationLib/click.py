@@ -37,7 +37,7 @@ import numpy as np
 from .click_roi import NOTHING_FOUND, Box, click_box, component_at, open_faces
 from .click_undo import ClickUndoStack, UndoStep
 from .model_worker import LogCallback, ModelWorkerClient
-from .process import _default_temporary_root, normalized_device
+from .process import default_temporary_root, normalized_device
 
 
 @dataclass
@@ -156,7 +156,7 @@ class ClickSegmenter:
         self.model = model or None
         self.device = normalized_device(device)
         self.worker = ModelWorkerClient(self.model, self.device, python, log_callback)
-        self.temporary_root = temporary_root or _default_temporary_root()
+        self.temporary_root = temporary_root or default_temporary_root()
         self.log_callback = log_callback
         self.pending: List[PendingClick] = []
         self.undo_stack = ClickUndoStack()

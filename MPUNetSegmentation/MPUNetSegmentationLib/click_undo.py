@@ -75,10 +75,10 @@ class ClickUndoStack:
             return None
         step = self.steps.pop()
         if step.created_node:
-            from .segmentation_nodes import _remove_node
+            from .segmentation_nodes import remove_node
 
             self._forget(step.node)
-            _remove_node(step.node)
+            remove_node(step.node)
             return step
         history = self._history(step.node)
         if not history.RestorePreviousState():

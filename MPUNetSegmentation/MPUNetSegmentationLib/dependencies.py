@@ -1,6 +1,6 @@
 """Which Python runs the model, whether it has what MPU-Net needs, and installing what is missing.
 
-Inference runs in a background interpreter (DESIGN §6): ``PythonSlicer`` inside the 3D Slicer application,
+Inference runs in a background interpreter (background §6): ``PythonSlicer`` inside the 3D Slicer application,
 the current interpreter elsewhere. The Slicer process itself never imports torch: everything about torch
 (is it installed, which GPU does it see) is asked of that interpreter by :func:`probe_environment`, which
 runs a short script there and reads one JSON line back.

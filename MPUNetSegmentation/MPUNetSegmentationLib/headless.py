@@ -1,7 +1,7 @@
 """Run code written for Slicer's embedded Python under plain Python with the ``slicer-core`` wheel.
 
 Inside the 3D Slicer application :func:`ensure_slicer` does nothing. Outside it (pytest, the headless
-batch script), it builds what the application would otherwise provide (DESIGN §2):
+batch script), it builds what the application would otherwise provide (background §2):
 
 * ``slicer.mrmlScene``: a real ``vtkMRMLScene``;
 * ``slicer.modules.<name>.logic()``: the real module logics (volumes, segmentations, colors,

@@ -2,7 +2,7 @@
 
 Click-to-segment sends one small request per click. Loading torch and the model takes seconds, so it is
 done once, in a background process that stays alive between clicks; the Slicer process itself never
-imports torch (DESIGN §6). The worker's protocol is documented in ``MPUNetCore/worker.py``: JSON lines on
+imports torch (background §6). The worker's protocol is documented in ``MPUNetCore/worker.py``: JSON lines on
 its stdin and stdout, log text on stderr.
 
 :class:`ModelWorkerClient` starts the worker, sends requests and collects answers without blocking: call
@@ -182,22 +182,6 @@ class ModelWorkerClient:
                 raise TimeoutError(f"the model worker did not answer within {timeout} s")
             time.sleep(interval)
         return self.answers.pop(request_id)
-
-    def wait_ready(self, timeout: Optional[float] = None, interval: float = 0.02) -> Dict[str, Any]:
-        """Block until the model is loaded; returns the worker's "ready" information.
-
-        Raises:
-            TimeoutError: ``timeout`` seconds elapsed.
-            WorkerFailed: the worker could not load the model.
-        """
-        self.start()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.ready:
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"the model worker was not ready within {timeout} s")
-            time.sleep(interval)
-        assert self.info is not None
-        return self.info
 
     def stop(self, wait: bool = False, on_stopped: Optional[Callable[[], None]] = None) -> None:
         """Ask the worker to quit and stop its process group; safe to call at any time.

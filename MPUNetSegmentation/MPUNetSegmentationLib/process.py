@@ -159,7 +159,7 @@ class SegmentationJob:
         self.options = options
         self.output_segmentation = output_segmentation
         self.python = python or python_executable()
-        self.temporary_root = temporary_root or _default_temporary_root()
+        self.temporary_root = temporary_root or default_temporary_root()
         self._progress_callback = progress_callback
         self._log_callback = log_callback
         self.state = self.RUNNING
@@ -343,18 +343,18 @@ class SegmentationJob:
                 replace_segmentation_content,
                 segment_specs_for_model,
             )
-            from .segmentation_nodes import create_segmentation_node
+            from .segmentation_nodes import create_segmentation_node, remove_node
 
             labels = read_label_map_on_volume_grid(self.temp_dir / "output.nrrd", self.input_volume)
             specs = segment_specs_for_model(self.options.model)
             node = create_segmentation_node(labels, self.input_volume, specs)
             if self.output_segmentation is not None:
                 replace_segmentation_content(self.output_segmentation, node)
-                _remove_node(node)
+                remove_node(node)
                 node = self.output_segmentation
         except Exception as error:  # any import problem is reported like a failed run
             if node is not None and node is not self.output_segmentation:
-                _remove_node(node)
+                remove_node(node)
             message = f"importing the MPU-Net result failed: {error}"
             self._fail(SegmentationFailed(message, 0, self.stderr_text))
             return
@@ -413,7 +413,8 @@ def _scene_event(name: str) -> int:
     return int(getattr(slicer.vtkMRMLScene, name))
 
 
-def _default_temporary_root() -> str:
+def default_temporary_root() -> str:
+    """Slicer's temporary folder inside the application, the system's elsewhere."""
     try:
         import slicer
 
@@ -423,14 +424,3 @@ def _default_temporary_root() -> str:
     except (ImportError, AttributeError):
         pass
     return tempfile.gettempdir()
-
-
-def _remove_node(node: Any) -> None:
-    scene = node.GetScene()
-    if scene is None:
-        return
-    for index in reversed(range(node.GetNumberOfDisplayNodes())):
-        display = node.GetNthDisplayNode(index)
-        if display is not None:
-            scene.RemoveNode(display)
-    scene.RemoveNode(node)

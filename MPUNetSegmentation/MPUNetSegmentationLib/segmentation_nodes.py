@@ -211,13 +211,15 @@ def create_segmentation_node(
         raise
     finally:
         if label_node is not None:
-            _remove_node(label_node)
+            remove_node(label_node)
     return node
 
 
-def _remove_node(node: Any) -> None:
-    """Remove a temporary node with its display and storage nodes (RemoveNode leaves them behind)."""
+def remove_node(node: Any) -> None:
+    """Remove a node with its display and storage nodes (RemoveNode leaves them); no-op outside a scene."""
     scene = node.GetScene()
+    if scene is None:
+        return
     helpers = [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
     helpers += [node.GetNthStorageNode(i) for i in range(node.GetNumberOfStorageNodes())]
     for helper in helpers:
@@ -342,6 +344,6 @@ def _resample_label_volume(label_volume: Any, reference_volume: Any) -> np.ndarr
             result[mask > 0] = value
         return result
     finally:
-        _remove_node(temporary)
+        remove_node(temporary)
         if source is not label_volume:
-            _remove_node(source)
+            remove_node(source)

@@ -10,8 +10,7 @@ application, use the views' own ``grab()`` instead.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -78,24 +77,3 @@ def render_slice_view(slice_logic: Any, width: int = 512, height: int = 512) -> 
         group.SetMRMLDisplayableNode(None)
         window.Finalize()
     return image
-
-
-def save_png(image: np.ndarray, path: Union[str, Path]) -> Path:
-    """Write an ``(height, width, 3)`` ``uint8`` RGB image as PNG (top row first)."""
-    import vtk
-    from vtk.util import numpy_support
-
-    image = np.ascontiguousarray(np.asarray(image, dtype=np.uint8)[::-1])
-    rows, columns, channels = image.shape
-    data = vtk.vtkImageData()
-    data.SetDimensions(columns, rows, 1)
-    scalars = numpy_support.numpy_to_vtk(image.reshape(-1, channels), deep=True)
-    scalars.SetNumberOfComponents(channels)
-    data.GetPointData().SetScalars(scalars)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = vtk.vtkPNGWriter()
-    writer.SetFileName(str(path))
-    writer.SetInputData(data)
-    writer.Write()
-    return path
