@@ -1,4 +1,4 @@
-"""The allocator set-up: children get the glibc tunables, glibc really takes them, re-execution happens once."""
+"""The allocator set-up: children get the glibc tunables, glibc takes them, re-execution happens once."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from MPUNetCore import allocator
 from MPUNetCore.allocator import GLIBC_TUNABLES, MARKER, OPT_OUT, allocator_environment
 
 ROOT = Path(__file__).resolve().parents[1]
-glibc_only = pytest.mark.skipif(not allocator._is_glibc(), reason="the tuning applies to Linux with glibc only")
+glibc_only = pytest.mark.skipif(not allocator._is_glibc(), reason="the tuning is for Linux with glibc only")
 
 
 def _clean_env(**extra: str) -> dict:
