@@ -13,14 +13,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = """
 import sys
-import numpy as np
 from MPUNetCore.inference.postprocessing import postprocess_labels
 shape = tuple(int(v) for v in sys.argv[1:4])
 labels = np.zeros(shape, np.uint8)

@@ -59,7 +59,8 @@ def _segment(root: Path, model: Path, folder: Path, out: Path, launcher: list) -
 def test_two_gloo_processes_equal_one_process(cases):
     root, model, folder = cases
     one = _segment(root, model, folder, root / "one", [])
-    two = _segment(root, model, folder, root / "two", ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"])
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    two = _segment(root, model, folder, root / "two", torchrun)
     for result in (one, two):
         assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-3000:]  # the bad case
         assert "1 of 4 case(s) failed" in result.stderr and "volume-9" in result.stderr
