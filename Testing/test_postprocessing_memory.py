@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = """
 import sys
+import numpy as np
 from MPUNetCore.inference.postprocessing import postprocess_labels
 shape = tuple(int(v) for v in sys.argv[1:4])
 labels = np.zeros(shape, np.uint8)
