@@ -13,9 +13,11 @@ card is checked before the weights are read.
 from __future__ import annotations
 
 import json
+import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Dict, Optional, Union
 
 import torch
 from torch import nn
@@ -29,6 +31,7 @@ from MPUNetCore.model_card import (  # noqa: F401  (re-exported: the card is hal
     card_path_for,
     read_card,
 )
+from MPUNetCore.model_card import weights_path as checked_weights_path
 from MPUNetCore.networks.registry import build_network  # noqa: F401  (re-exported for bundle users)
 
 
@@ -56,24 +59,14 @@ def load_bundle(path: Union[str, Path], device: Union[str, torch.device] = "cpu"
     """
     card_path = card_path_for(path)
     card = read_card(card_path)
-    weights_name = card.weights.get("file")
-    if not weights_name:
-        raise BundleError(f"{card_path} names no weights file ('weights': {{'file': ...}})")
-    weights_path = card_path.parent / weights_name
-    if not weights_path.exists():
-        raise BundleError(f"the weights {weights_path} named by {card_path} are missing")
+    weights_path = checked_weights_path(card, card_path)  # before anything is opened or hashed
     expected = card.weights.get("sha256")
     if expected and sha256_of(weights_path) != expected:
         raise BundleError(
             f"{weights_path} does not match the SHA-256 in {card_path.name}: the file is corrupt or was "
             "replaced; download or export the model again"
         )
-    try:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several unpickling/zip error types
-        raise BundleError(f"cannot read the weights {weights_path}: {error}") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
+    state = read_weights(weights_path)
     try:
         model = build_network(card.architecture)
     except ValueError as error:
@@ -97,6 +90,42 @@ def load_bundle(path: Union[str, Path], device: Union[str, torch.device] = "cpu"
         )
     model.load_state_dict(state)
     return Bundle(card=card, model=model.to(device).eval(), path=card_path)
+
+
+def read_weights(path: Path) -> Dict[str, Any]:
+    """Read a weights file with `weights_only=True`: tensors and plain containers, never other objects.
+
+    Returns:
+        The state dict (a nested `{"state_dict": ...}` is unwrapped).
+
+    Raises:
+        BundleError: the file holds other Python objects (it may be unsafe and is not opened further),
+            it is not a PyTorch weights file at all (damaged, truncated, another format), or it holds
+            no state dict.
+    """
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols; the error below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's own message advises weights_only=False: never pass that on
+        raise BundleError(
+            f"{path} is not a plain weights file: it holds Python objects (or pickle instructions) that a "
+            "safe load refuses, which could run code when opened, so it may be unsafe and was not loaded. "
+            "Use weights exported by `python -m Training export` or downloaded with `mpunet models download`"
+        ) from None
+    except Exception:  # torch raises RuntimeError, EOFError, KeyError, IndexError ... for damaged files
+        raise BundleError(
+            f"cannot read the weights {path}: it is not a PyTorch weights file, or it is damaged or "
+            "truncated; export or download the model again"
+        ) from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise BundleError(
+            f"{path} holds no state dict (a mapping of parameter names to tensors); export or download "
+            "the model again"
+        )
+    return state
 
 
 def save_bundle(

@@ -50,7 +50,9 @@ def check_writable(path: PathLike, overwrite: bool) -> Path:
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it")
+        raise FileExistsError(
+            f"the output {path} already exists; choose another output name, or pass --overwrite to replace it"
+        )
     return path
 
 
@@ -78,7 +80,10 @@ def atomic_output(path: PathLike, overwrite: bool = False) -> Iterator[Path]:
     try:
         yield tmp
         if not overwrite and path.exists():  # appeared while we were writing
-            raise FileExistsError(f"{path} appeared while writing; pass --overwrite to replace it")
+            raise FileExistsError(
+                f"the output {path} was created by something else while this run was writing it; it was "
+                "left as it is. Choose another output name, or pass --overwrite to replace it"
+            )
         os.chmod(tmp, 0o644)  # mkstemp makes files private (0600); outputs are ordinary files
         os.replace(tmp, path)
     finally:

@@ -6,6 +6,7 @@ See `MPUNetCore.bundle` for what a bundle is and for loading the weights.
 from __future__ import annotations
 
 import json
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Union
@@ -133,3 +134,47 @@ def read_card(path: Union[str, Path]) -> ModelCard:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise BundleError(f"cannot read the model card {card_path}: {error}") from None
     return ModelCard.from_dict(data, source=str(card_path))
+
+
+def weights_path(card: ModelCard, card_path: Union[str, Path]) -> Path:
+    """The weights file a card names, checked to be a plain file inside the card's own folder.
+
+    Checked before anything is opened or hashed: the name must be a bare file name (no folder, no
+    `..`, not absolute), and the file must be a regular file whose real location (after symbolic links)
+    is in the card's folder. A card can therefore never make the loader read a file elsewhere.
+
+    Args:
+        card: the model card.
+        card_path: where the card lies.
+
+    Returns:
+        The weights' path.
+
+    Raises:
+        BundleError: naming the card, the problem and the fix.
+    """
+    card_path = Path(card_path)
+    name = card.weights.get("file") if isinstance(card.weights, dict) else None
+    fix = (
+        f'put the weights beside the card and name them by file name only, e.g. "file": "{card_path.stem}.pt"'
+    )
+    if not isinstance(name, str) or not name.strip():
+        raise BundleError(f'{card_path} names no weights file in "weights"; {fix}')
+    bare = name not in (".", "..") and "/" not in name and "\\" not in name and ":" not in name
+    if not bare or Path(name).is_absolute() or Path(name).name != name:
+        raise BundleError(
+            f"{card_path} names the weights {name!r}, which is not a plain file name in the card's folder; "
+            f"weights are only read from beside their card: {fix}"
+        )
+    path = card_path.parent / name
+    folder = card_path.parent.resolve()
+    if path.is_symlink() and path.resolve().parent != folder:
+        raise BundleError(
+            f"the weights {path} named by {card_path} are a link to {path.resolve()}, outside the card's "
+            f"folder; copy the weights file itself beside the card"
+        )
+    if not path.exists():
+        raise BundleError(f"the weights {path} named by {card_path} are missing; put them beside the card")
+    if not stat.S_ISREG(path.stat().st_mode):
+        raise BundleError(f"the weights {path} named by {card_path} are not a regular file; {fix}")
+    return path

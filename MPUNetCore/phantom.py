@@ -396,7 +396,10 @@ def write_lits_folder(
     names = [outdir / f"{kind}-{n}.nii.gz" for n in numbers for kind in ("volume", "segmentation")]
     existing = [str(p) for p in names if p.exists()]
     if existing and not overwrite:  # refuse before writing anything
-        raise VolumeError(f"output file {existing[0]} already exists; pass --overwrite (overwrite=True).")
+        raise VolumeError(
+            f"the output {existing[0]} already exists; choose another folder, or pass --overwrite to "
+            "replace it"
+        )
     written = []
     for n in numbers:
         case_seed = int(np.random.SeedSequence([int(seed), n]).generate_state(1)[0])

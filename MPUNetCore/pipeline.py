@@ -12,6 +12,13 @@ from MPUNetCore.fileutils import check_writable
 from MPUNetCore.inference import Preprocessing, segment
 from MPUNetCore.inference.settings import InferenceSettings, resolve_settings
 from MPUNetCore.input_checks import WarnFn, checked_array
+from MPUNetCore.output_guard import (
+    check_label_map_format,
+    input_files,
+    refuse_outputs_onto_inputs,
+    reserve_output,
+)
+from MPUNetCore.profiling import stage
 from MPUNetCore.volume_io import Volume, read_volume, write_label_map
 
 ProgressCallback = Callable[[int, int], None]
@@ -49,7 +56,8 @@ def segment_volume(
     base = settings if settings is not None else bundle.card.inference
     chosen = resolve_settings(base, {k: v for k, v in overrides.items() if v is not None})
     preprocessing = Preprocessing.from_dict(bundle.card.preprocessing)
-    array = checked_array(volume, bundle.model, preprocessing, chosen, max_memory, fill_nonfinite, warn)
+    with stage("input checks"):
+        array = checked_array(volume, bundle.model, preprocessing, chosen, max_memory, fill_nonfinite, warn)
     return segment(
         array,
         volume.spacing,
@@ -72,7 +80,8 @@ def segment_file(
 ) -> Path:
     """Read a CT, segment it and write the label map with exactly the input's geometry.
 
-    The output is checked before any work (no overwrite without `overwrite`) and written
+    The output is checked before any work (a 3-D format, never the input itself, no overwrite without
+    `overwrite`), reserved for this run (a second run writing it refuses at once) and written
     atomically, so a failed or cancelled run leaves no file behind.
 
     Args:
@@ -88,7 +97,12 @@ def segment_file(
     Returns:
         The output path.
     """
-    check_writable(output_path, overwrite)
-    volume = read_volume(input_path, series_uid, allow_uneven_slices, options.get("max_memory"))
-    labels = segment_volume(volume, bundle, **options)
-    return write_label_map(labels, volume, output_path, overwrite=overwrite)
+    check_label_map_format(output_path)
+    refuse_outputs_onto_inputs([output_path], input_files([input_path]))
+    with reserve_output(output_path):
+        check_writable(output_path, overwrite)
+        with stage("read"):
+            volume = read_volume(input_path, series_uid, allow_uneven_slices, options.get("max_memory"))
+        labels = segment_volume(volume, bundle, **options)
+        with stage("write"):
+            return write_label_map(labels, volume, output_path, overwrite=overwrite)

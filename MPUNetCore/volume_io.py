@@ -18,6 +18,7 @@ import SimpleITK as sitk
 
 from . import dicom_checks
 from .fileutils import atomic_output, split_extension
+from .output_guard import LABEL_MAP_FORMATS, OutputFormatError, check_label_map_format
 from .volume_checks import (
     DicomSeries,
     captured_stderr,
@@ -34,9 +35,6 @@ __all__ = ["DicomSeries", "Volume", "VolumeError", "case_name", "list_dicom_seri
 __all__ += ["read_volume", "split_extension", "write_image", "write_label_map"]
 
 PathLike = Union[str, os.PathLike]
-
-#: Formats spread over two files: writing them cannot be atomic, so they are refused for output.
-MULTI_FILE_EXTENSIONS = (".mhd", ".nhdr", ".hdr", ".img")
 
 
 class VolumeError(ValueError):
@@ -421,15 +419,15 @@ def read_label_map(path: PathLike, allowed_labels: Sequence[int] = (0, 1, 2)) ->
 # --------------------------------------------------------------------------------------------- writing
 
 
-def _atomic_write(image: sitk.Image, path: PathLike, overwrite: bool, compress: bool) -> Path:
+def _atomic_write(
+    image: sitk.Image, path: PathLike, overwrite: bool, compress: bool, what: str = "label map"
+) -> Path:
     """Write ``image`` to ``path`` through a temporary file in the same folder, then ``os.replace``."""
     path = Path(path).expanduser()
-    ext = split_extension(path)[1]
-    if ext.lower() in MULTI_FILE_EXTENSIONS:
-        raise VolumeError(
-            f"cannot write {path}: {ext} stores the image in two files, which cannot be written atomically; "
-            "use a single-file format (.nii.gz, .nrrd, .mha)."
-        )
+    try:
+        check_label_map_format(path, what)
+    except OutputFormatError as error:
+        raise VolumeError(str(error)) from None
     if path.is_dir():
         raise VolumeError(f"cannot write {path}: it is a folder; give a file name such as case.nii.gz.")
     try:
@@ -437,11 +435,10 @@ def _atomic_write(image: sitk.Image, path: PathLike, overwrite: bool, compress: 
             sitk.WriteImage(image, str(tmp), compress)
     except RuntimeError as error:
         raise VolumeError(
-            f"cannot write {path}: {_sitk_reason(error)}. Use a 3D format SimpleITK can write "
-            "(.nii.gz, .nii, .nrrd, .mha)."
+            f"cannot write {path}: {_sitk_reason(error)}. Use one of {', '.join(LABEL_MAP_FORMATS)}."
         ) from None
     except FileExistsError as error:  # existing output and no overwrite
-        raise VolumeError(f"output file {error}") from None
+        raise VolumeError(str(error)) from None
     except OSError as error:
         raise VolumeError(f"cannot write {path}: {error}") from None
     return path
@@ -463,7 +460,7 @@ def write_image(
     """
     if isinstance(image, Volume):
         image = image.to_image()
-    return _atomic_write(image, path, overwrite, compress)
+    return _atomic_write(image, path, overwrite, compress, "image")
 
 
 def write_label_map(array: np.ndarray, like: Volume, path: PathLike, overwrite: bool = False) -> Path:

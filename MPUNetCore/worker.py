@@ -112,6 +112,7 @@ class ModelWorker:
         Raises:
             ValueError: a missing field or an unreadable input.
         """
+        from MPUNetCore.ct_checks import replace_nonfinite
         from MPUNetCore.inference import segment
         from MPUNetCore.volume_io import read_volume, write_label_map
 
@@ -121,6 +122,7 @@ class ModelWorker:
         settings = self.request_settings(request)
         start = time.perf_counter()
         volume = read_volume(request["input"])
+        replace_nonfinite(volume.array, str(volume.path), None)  # NaN/Inf refused as in `mpunet segment`
         labels = segment(volume.array, volume.spacing, self.bundle.model, self.preprocessing, settings)
         write_label_map(labels, volume, request["output"], overwrite=True)
         seconds = time.perf_counter() - start
@@ -164,9 +166,14 @@ class ModelWorker:
                     raise ValueError(f"unknown op {op!r}; known: segment, quit")
                 _send(self.out, **self.segment(request))
             except Exception as error:  # one bad request must not end the worker
-                message = (
-                    f"{type(error).__name__}: {error}" if not isinstance(error, ValueError) else str(error)
-                )
+                from MPUNetCore.memory import is_out_of_memory, memory_error_message
+
+                if is_out_of_memory(error):
+                    message = memory_error_message(error, "this region")
+                elif isinstance(error, ValueError):
+                    message = str(error)
+                else:
+                    message = f"{type(error).__name__}: {error}"
                 _send(self.out, event="error", id=request_id, message=message)
         return 0
 

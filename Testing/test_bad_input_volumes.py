@@ -351,3 +351,23 @@ def test_slicer_module_logs_the_not_ct_warning(slicer_scene, tiny_model, tmp_pat
     assert segmentation is not None
     warnings = [line for line in logged if line.startswith("warning: ")]
     assert len(warnings) == 1 and "volume 'u8' holds values 0..255: an 8-bit image" in warnings[0]
+
+
+def test_click_worker_refuses_non_finite_voxels_and_keeps_serving(tiny_model, tmp_path, phantom):
+    import io
+    import json
+
+    from MPUNetCore.worker import ModelWorker
+
+    array = sitk.GetArrayFromImage(phantom).astype(np.float32)
+    array[0, 0, :7] = np.inf
+    source = save(array, phantom, tmp_path / "region.nrrd")
+    output = tmp_path / "labels.nrrd"
+    out = io.StringIO()
+    requests = [{"id": 1, "op": "segment", "input": str(source), "output": str(output)}, {"op": "quit"}]
+    worker = ModelWorker(str(tiny_model), "cpu", out=out)
+    assert worker.serve(io.StringIO("".join(json.dumps(r) + "\n" for r in requests))) == 0
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert events[-1]["event"] == "error" and events[-1]["id"] == 1
+    assert f"{source} has 7 voxels that are NaN or infinite" in events[-1]["message"]
+    assert not output.exists()

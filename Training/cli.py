@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from MPUNetCore.allocator import reexec_with_tuned_allocator
+
 from .config import ConfigError, load_config
 
 EXAMPLES = """examples:
@@ -130,6 +132,8 @@ def _report(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line; user errors end in one line on stderr and exit code 2."""
+    if argv is None:  # a process of its own: run with the allocator set-up (once; see MPUNetCore.allocator)
+        reexec_with_tuned_allocator()
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)

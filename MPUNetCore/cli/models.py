@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from MPUNetCore.cli.progress import ProgressBar
 
@@ -24,9 +25,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_models(args: argparse.Namespace) -> int:
     from MPUNetCore.bundle import load_bundle
-    from MPUNetCore.registry import available_models, cache_dir, fetch_model
+    from MPUNetCore.registry import cache_dir, fetch_model, load_models
 
-    models = available_models()
+    models, clashes = load_models()
+    for clash in clashes:
+        print(
+            f"note: {clash.registry} (from $MPUNET_REGISTRY) also defines {clash.name!r}, the name of a "
+            f"bundled model; that entry is ignored and the bundled {clash.name!r} is used. Rename the entry "
+            "to use it",
+            file=sys.stderr,
+        )
     if args.action == "list":
         print(f"{'name':<20} {'version':<9} {'size':>9}  {'where':<8} description")
         for entry in models.values():

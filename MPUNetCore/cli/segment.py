@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import List, Tuple
 from MPUNetCore.cli.progress import ProgressBar
 from MPUNetCore.inference.settings import InferenceSettings
 from MPUNetCore.model_card import ModelCard
+from MPUNetCore.output_guard import LABEL_MAP_FORMATS
+from MPUNetCore.profiling import Profiler
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,23 +31,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--output",
         type=Path,
         required=True,
-        help="output label map (file input) or output folder (folder of cases)",
+        help=(
+            "output label map (file input) or output folder (folder of cases). Label maps are written as "
+            f"{', '.join(LABEL_MAP_FORMATS)}: one file holding the 3-D labels with the CT's spacing, origin "
+            "and direction (.mhd/.nhdr use two files and cannot be written atomically; .png, .tif and the "
+            "like lose the geometry). An output that is one of the inputs is refused, even with --overwrite"
+        ),
     )
     add_model_options(parser)
     parser.add_argument("--series", metavar="UID", help="which DICOM series of a folder holding several")
     parser.add_argument(
         "--format",
         default=".nii.gz",
-        choices=(".nii.gz", ".nrrd", ".mha"),
+        choices=LABEL_MAP_FORMATS,
         help="file format of outputs written into a folder (default .nii.gz)",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace existing outputs (never an input)"
+    )
     add_input_options(parser)
     parser.add_argument(
         "--progress",
         default="bar",
         choices=("bar", "json", "none"),
         help="progress display: a bar, JSON lines (for a parent process) or none",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print where each case's time and memory went (read, preprocessing, network, blending, "
+        "resampling back, post-processing, write) on stderr",
     )
     parser.set_defaults(run=run)
 
@@ -132,45 +148,70 @@ def load_model(args: argparse.Namespace):
 
 
 def plan_outputs(args: argparse.Namespace) -> List[Tuple[str, Path, Path]]:
-    """(case name, input, output) for every case; refuses existing outputs before any work."""
+    """(case name, input, output) for every case; refuses unusable outputs before any work.
+
+    Refused: a format that cannot hold a 3-D label map, an output that is one of the inputs (whatever
+    the flags), and existing outputs without `--overwrite`.
+    """
     from MPUNetCore.cases import discover_cases
+    from MPUNetCore.output_guard import check_label_map_format, input_files, refuse_outputs_onto_inputs
 
     cases = discover_cases(args.input, kind="image")
     single = len(cases) == 1 and cases[0].path == args.input
     if single and not args.output.is_dir():
-        plan = [(cases[0].name, cases[0].path, args.output)]
+        plan = [(cases[0].name, cases[0].path, check_label_map_format(args.output))]
     else:
         plan = [(c.name, c.path, args.output / f"{c.name}{args.format}") for c in cases]
-    existing = [str(out) for _, _, out in plan if out.exists()]
-    if existing and not args.overwrite:
-        raise FileExistsError(f"output(s) exist: {', '.join(existing[:5])}; pass --overwrite to replace them")
+    refuse_outputs_onto_inputs([out for _, _, out in plan], input_files(c.path for c in cases))
+    existing_outputs(plan, args.overwrite)
     return plan
 
 
+def existing_outputs(plan: List[Tuple[str, Path, Path]], overwrite: bool) -> None:
+    """Refuse existing outputs unless `overwrite`."""
+    existing = [str(out) for _, _, out in plan if out.exists()]
+    if existing and not overwrite:
+        more = f" and {len(existing) - 5} more" if len(existing) > 5 else ""
+        raise FileExistsError(
+            f"the output(s) {', '.join(existing[:5])}{more} already exist; choose another output, or pass "
+            "--overwrite to replace them"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
+    from MPUNetCore.output_guard import reserve_outputs
+
+    plan = plan_outputs(args)
+    with reserve_outputs(out for _, _, out in plan):  # a second run writing them refuses at once
+        existing_outputs(plan, args.overwrite)  # written by a run that finished meanwhile
+        return _segment_all(args, plan)
+
+
+def _segment_all(args: argparse.Namespace, plan: List[Tuple[str, Path, Path]]) -> int:
     from MPUNetCore.memory import OutOfMemory, is_out_of_memory, memory_error_message
     from MPUNetCore.pipeline import segment_file
 
-    plan = plan_outputs(args)
     bundle = load_model(args)
     settings = settings_from_args(args, bundle.card)
     failures = []
     for name, source, target in plan:
         start = time.perf_counter()
+        profiler = Profiler() if getattr(args, "profile", False) else contextlib.nullcontext()
         try:
-            segment_file(
-                source,
-                target,
-                bundle,
-                overwrite=args.overwrite,
-                series_uid=args.series,
-                settings=settings,
-                progress=ProgressBar(f"{name}: windows", args.progress),
-                allow_uneven_slices=args.allow_uneven_slices,
-                fill_nonfinite=args.fill_nonfinite,
-                max_memory=args.max_memory,
-                warn=warn,
-            )
+            with profiler:
+                segment_file(
+                    source,
+                    target,
+                    bundle,
+                    overwrite=args.overwrite,
+                    series_uid=args.series,
+                    settings=settings,
+                    progress=ProgressBar(f"{name}: windows", args.progress),
+                    allow_uneven_slices=args.allow_uneven_slices,
+                    fill_nonfinite=args.fill_nonfinite,
+                    max_memory=args.max_memory,
+                    warn=warn,
+                )
         except (ValueError, OSError, RuntimeError, MemoryError) as error:
             if is_out_of_memory(error):
                 error = OutOfMemory(memory_error_message(error, f"segmenting {source}"))
@@ -180,6 +221,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}: FAILED: {error}", file=sys.stderr)
             continue
         print(f"{name}: wrote {target} ({time.perf_counter() - start:.1f} s)")
+        if isinstance(profiler, Profiler):
+            print(f"{name}: profile\n{profiler.table()}", file=sys.stderr)
     if failures:
         print(f"{len(failures)} of {len(plan)} case(s) failed:", file=sys.stderr)
         for name, error in failures:

@@ -57,7 +57,10 @@ def write_lits_folder(
     names = [outdir / f"{kind}-{n}.nii.gz" for n in numbers for kind in ("volume", "segmentation")]
     existing = [str(p) for p in names if p.exists()]
     if existing and not overwrite:
-        raise VolumeError(f"output file {existing[0]} already exists; pass --overwrite (overwrite=True).")
+        raise VolumeError(
+            f"the output {existing[0]} already exists; choose another folder, or pass --overwrite to "
+            "replace it"
+        )
     written = []
     for n in numbers:
         s = case_seed(seed, n)

@@ -24,9 +24,9 @@ import argparse
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, List, Optional, Sequence, TextIO, Tuple
 
 LOG_NAME, METRICS_NAME = "mpunet_batch.log", "metrics.csv"
 LABELMAP_DIR, SEGMENTATION_DIR = "labelmaps", "segmentations"
@@ -91,7 +91,7 @@ def parse_args(argv: Sequence[str]) -> BatchOptions:
     if argv and argv[0] == "--":
         argv = argv[1:]
     args = build_parser().parse_args(argv)
-    return BatchOptions(
+    options = BatchOptions(
         args.input,
         args.output,
         args.labels,
@@ -100,6 +100,29 @@ def parse_args(argv: Sequence[str]) -> BatchOptions:
         args.overwrite,
         args.tta,
         args.postprocess,
+    )
+    return absolute_paths(options)
+
+
+def absolute_paths(options: BatchOptions) -> BatchOptions:
+    """The options with every path made absolute against the caller's working directory.
+
+    The model runs in a worker process with another working directory, so a relative ``--input``,
+    ``--output``, ``--labels`` or ``--model`` path would otherwise name the wrong place there.
+    """
+    model = options.model
+    if model and Path(model).exists():
+        model = os.path.abspath(model)
+
+    def absolute(path: Optional[Path]) -> Optional[Path]:
+        return None if path is None else Path(os.path.abspath(Path(path).expanduser()))
+
+    return replace(
+        options,
+        input=absolute(options.input),
+        output=absolute(options.output),
+        labels=absolute(options.labels),
+        model=model,
     )
 
 
@@ -134,18 +157,51 @@ def run_batch(options: BatchOptions, echo: Optional[Callable[[str], None]] = pri
         The :class:`BatchReport`.
 
     Raises:
-        ValueError, FileNotFoundError: unusable input or label folder (nothing was run).
+        ValueError, FileNotFoundError: unusable input or label folder, an output that is an input, or an
+            output folder another batch run is writing (nothing was run).
     """
     from MPUNetCore.cases import discover_cases
+    from MPUNetCore.output_guard import refuse_outputs_onto_inputs, reserve_output
 
     from .headless import ensure_slicer
     from .process import normalized_device
 
+    options = absolute_paths(options)
     ensure_slicer()
     normalized_device(options.device)
     if options.labels is not None and not Path(options.labels).is_dir():
         raise FileNotFoundError(f"the label folder {options.labels} does not exist")
     cases = discover_cases(options.input, kind="image")
+    refuse_outputs_onto_inputs(planned_outputs(options.output, cases), batch_inputs(options, cases))
+    with reserve_output(options.output / LOG_NAME):  # one batch run per output folder at a time
+        return _run_cases(options, cases, echo)
+
+
+def planned_outputs(output: Path, cases: Sequence[Any]) -> List[Path]:
+    """Every file a batch run may write into ``output`` for ``cases``."""
+    files = [output / LOG_NAME, output / METRICS_NAME]
+    for case in cases:
+        files.extend(output_paths(output, case.name))
+    return files
+
+
+def batch_inputs(options: BatchOptions, cases: Sequence[Any]) -> List[Path]:
+    """Every file a batch run reads: the CTs (DICOM folders' files), the references, the model's files."""
+    from MPUNetCore.cases import is_image_file
+    from MPUNetCore.output_guard import input_files
+
+    paths: List[Any] = [case.path for case in cases]
+    if options.labels is not None:
+        paths += [p for p in Path(options.labels).iterdir() if is_image_file(p)]
+    model = Path(options.model) if options.model else None
+    if model is not None and model.exists():
+        paths += [model] if model.is_dir() else [model, model.with_suffix(".json"), model.with_suffix(".pt")]
+    return input_files(p for p in paths if p is not None and Path(p).exists())
+
+
+def _run_cases(
+    options: BatchOptions, cases: Sequence[Any], echo: Optional[Callable[[str], None]]
+) -> BatchReport:
     log = _Log(Path(options.output) / LOG_NAME, echo)
     report = BatchReport()
     try:
@@ -260,16 +316,19 @@ def _write_metrics(options: BatchOptions, log: Callable[[str], None], report: Ba
     if not folder.is_dir() or not any(folder.iterdir()):
         log("metrics: no label map to evaluate")
         return None
-    try:
-        accumulator, unmatched = evaluate_paths(folder, options.labels)
+    try:  # failed cases have no label map and a case may lack a reference: both are listed, not counted
+        result = evaluate_paths(folder, options.labels, missing_prediction="skip", missing_reference="skip")
     except (ValueError, OSError) as error:
         report.failed.append(("metrics", str(error)))
         log(f"metrics: FAILED: {error}")
         return None
-    path = write_metrics(accumulator, Path(options.output) / METRICS_NAME, overwrite=True)
-    log(format_table(accumulator))
-    if unmatched:
-        log(f"metrics: no reference for {', '.join(unmatched)}")
+    path = write_metrics(result.accumulator, Path(options.output) / METRICS_NAME, overwrite=True)
+    log(format_table(result.accumulator))
+    if result.missing_references:
+        log(f"metrics: no reference for {', '.join(result.missing_references)} (not counted)")
+    if result.missing_predictions:
+        missing = ", ".join(result.missing_predictions)
+        log(f"metrics: no label map for the reference(s) {missing} (not counted)")
     log(f"wrote {path}")
     return path
 
@@ -281,7 +340,7 @@ def main(argv: Sequence[str], echo: Optional[Callable[[str], None]] = print) -> 
     options = parse_args(argv)
     try:
         report = run_batch(options, echo)
-    except (ValueError, FileNotFoundError, ImportError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
         print(f"mpunet_batch: error: {error}", file=sys.stderr)
         return 2
     if report.failed:

@@ -185,14 +185,19 @@ class MPUNetLogic:
     def exportTableToCsv(table: Any, path: Union[str, os.PathLike[str]]) -> Path:
         """Write a table node as CSV: a header of column titles (units included), one line per row.
 
-        Numbers are written with full precision; a missing value (NaN) is an empty field.
+        Numbers are written with full precision; a missing value (NaN) is an empty field. The file is
+        written whole or not at all, and never onto a file a node of the scene was loaded from.
 
         Args:
             table: ``vtkMRMLTableNode`` (e.g. from :meth:`compare`).
-            path: the CSV file to write (replaced if it exists).
+            path: the CSV file to write (replaced if it exists: the save dialog asked).
 
         Returns:
             The path written.
+
+        Raises:
+            ValueError: not a table, a path that is the file of a node in the scene (the CT, a reference,
+                ...), or a file another run is writing.
         """
         if table is None or not table.IsA("vtkMRMLTableNode"):
             raise ValueError(f"expected a table node, got {table!r}")
@@ -209,12 +214,16 @@ class MPUNetLogic:
                 else:
                     values.append(str(value))
             rows.append(values)
+        from MPUNetCore.fileutils import atomic_output
+        from MPUNetCore.output_guard import refuse_outputs_onto_inputs, reserve_output
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="", encoding="utf-8") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(header)
-            writer.writerows(rows)
+        refuse_outputs_onto_inputs([path], scene_files(table.GetScene()))
+        with reserve_output(path), atomic_output(path, overwrite=True) as partial:
+            with open(partial, "w", newline="", encoding="utf-8") as stream:
+                writer = csv.writer(stream)
+                writer.writerow(header)
+                writer.writerows(rows)
         return path
 
     # -- click to segment --
@@ -328,3 +337,17 @@ class MPUNetLogic:
         if segmenter is not None:
             segmenter.stop()
             self._clickSegmenter = None
+
+
+def scene_files(scene: Any) -> List[str]:
+    """The files the nodes of ``scene`` were loaded from (or will be saved to): the module's inputs."""
+    files: List[str] = []
+    if scene is None:
+        return files
+    storage_nodes = scene.GetNodesByClass("vtkMRMLStorageNode")
+    for index in range(storage_nodes.GetNumberOfItems()):
+        storage = storage_nodes.GetItemAsObject(index)
+        names = [storage.GetFileName()]
+        names += [storage.GetNthFileName(n) for n in range(storage.GetNumberOfFileNames())]
+        files.extend(name for name in names if name)
+    return files

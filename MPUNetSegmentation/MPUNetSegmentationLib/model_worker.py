@@ -14,6 +14,7 @@ process group, as :class:`.background.BackgroundCommand` does for a segmentation
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -83,7 +84,10 @@ class ModelWorkerClient:
     def args(self) -> List[str]:
         """The worker's command line."""
         args = [self.python, "-m", "MPUNetCore.worker", "--device", self.device]
-        return args + (["--model", str(self.model)] if self.model else [])
+        model = str(self.model) if self.model else None
+        if model and os.path.exists(model):  # the worker runs in another folder: keep the path valid there
+            model = os.path.abspath(model)
+        return args + (["--model", model] if model else [])
 
     def start(self) -> ModelWorkerClient:
         """Launch the worker (again, if it ended); it loads the model in the background. Returns self."""

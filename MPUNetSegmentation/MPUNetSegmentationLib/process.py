@@ -97,8 +97,12 @@ class SegmentationOptions:
         """Return the command line of ``mpunet segment`` for these options."""
         from MPUNetCore.registry import DEFAULT_MODEL
 
-        args = [python, "-m", "MPUNetCore", "segment", str(input_path), "-o", str(output_path)]
-        args += ["--model", str(self.model or DEFAULT_MODEL), "--device", self.settings.device]
+        model = str(self.model or DEFAULT_MODEL)
+        if os.path.exists(model):  # the process runs in another folder: a relative path would miss
+            model = os.path.abspath(model)
+        args = [python, "-m", "MPUNetCore", "segment", os.path.abspath(input_path)]
+        args += ["-o", os.path.abspath(output_path)]
+        args += ["--model", model, "--device", self.settings.device]
         args += ["--progress", "json"]
         if self.settings.tta:
             args.append("--tta")
