@@ -138,6 +138,34 @@ def test_training_export_never_writes_over_the_run_it_reads(tmp_path, capsys):
     assert snapshot(tmp_path) == before
 
 
+
+def test_training_report_never_writes_over_the_runs_it_reads(tmp_path, capsys):
+    from Training.cli import main as training_main
+    from Training.report import load_run, report_files
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(REPO_ROOT / "Training" / "configs" / "phantom_demo.toml", run / "config.toml")
+    (run / "metrics.csv").write_text("epoch,best_epoch\n1,1\n2,1\n")
+    old = tmp_path / "old_report"  # a report folder whose tables.csv is a hard link to the run's metrics
+    old.mkdir()
+    os.link(run / "metrics.csv", old / "tables.csv")
+    before = snapshot(tmp_path)
+    for output in (run / "metrics.csv", old):
+        assert training_main(["report", str(run), "--output", str(output)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is the input" in err and str(run / "metrics.csv") in err
+        assert user_words(err)
+    assert snapshot(tmp_path) == before
+    # Into the run folder itself is allowed: no report file has a run file's name, and every file the
+    # report wrote is among those it checked beforehand.
+    assert training_main(["report", str(run), "--output", str(run)]) == 0
+    written = set(snapshot(run)) - {"config.toml", "metrics.csv"}
+    checked = {path.name for path in report_files([load_run(run)], run)}
+    assert {"report.md", "tables.csv"} <= written <= checked
+    assert (run / "metrics.csv").read_text() == "epoch,best_epoch\n1,1\n2,1\n"
+
+
 def test_batch_refuses_label_maps_written_over_its_references(ct, model, tmp_path):
     inputs, output = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()

@@ -8,8 +8,10 @@ anywhere else in the test's folder. The DICOM cases use the real CT series commi
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import shutil
+import struct
 from pathlib import Path
 from typing import Dict
 
@@ -151,6 +153,43 @@ def test_all_zero_direction_says_so_in_words(tiny_model, tmp_path, capfd):
     source = write_mha(tmp_path / "zero.mha", "TransformMatrix = 0 0 0 0 0 0 0 0 0")
     line = refused(capfd, tmp_path, source, tiny_model)
     assert str(source) in line and "direction matrix is singular" in line and "(0 0 0)" not in line
+
+
+
+def write_nifti1(path: Path, srow_x: tuple, sform_code: int = 1) -> Path:
+    """A NIfTI-1 file written by hand (fixed 348-byte header): 10 x 8 x 6 int16 voxels of -500 HU,
+    spacing 0.8 x 0.8 x 2 mm, identity qform, and the given first sform row (srow_y/z are plain)."""
+    header = bytearray(348)
+    struct.pack_into("<i", header, 0, 348)
+    struct.pack_into("<8h", header, 40, 3, 10, 8, 6, 1, 1, 1, 1)  # dim
+    struct.pack_into("<hh", header, 70, 4, 16)  # datatype int16, bitpix
+    struct.pack_into("<8f", header, 76, 1.0, 0.8, 0.8, 2.0, 0, 0, 0, 0)  # pixdim (qfac = 1)
+    struct.pack_into("<f", header, 108, 352.0)  # vox_offset
+    struct.pack_into("<ff", header, 112, 1.0, 0.0)  # scl_slope, scl_inter
+    struct.pack_into("<B", header, 123, 10)  # xyzt_units: mm, s
+    struct.pack_into("<hh", header, 252, 1, sform_code)  # qform_code, sform_code
+    struct.pack_into("<12f", header, 280, *srow_x, 0, 0.8, 0, 0, 0, 0, 2.0, 0)
+    header[344:348] = b"n+1\0"
+    data = bytes(header) + bytes(4) + np.full((6, 8, 10), -500, "<i2").tobytes()
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return path
+
+
+@pytest.mark.parametrize("name", ["shear.nii", "shear.nii.gz"])
+def test_sheared_nifti_sform_is_refused_although_itk_hides_it(name, tiny_model, tmp_path, capfd):
+    source = write_nifti1(tmp_path / name, (0.8, 0.0, 1.0, 0.0))  # x moves 1 mm per 2 mm slice
+    itk_direction = np.reshape(sitk.ReadImage(str(source)).GetDirection(), (3, 3))
+    assert np.allclose(itk_direction.T @ itk_direction, np.eye(3))  # ITK alone would not notice
+    line = refused(capfd, tmp_path, source, tiny_model)
+    assert str(source) in line and "NIfTI sform" in line and "not orthonormal" in line
+    assert "sform_code = 0" in line and "resample" in line
+    # The same hand-written file without the shear is read and segmented: the check is the shear.
+    (tmp_path / "plain").mkdir()
+    plain = write_nifti1(tmp_path / "plain" / name, (0.8, 0.0, 0.0, 0.0))
+    output = tmp_path / "out" / "plain.nii.gz"
+    code, _, err = segment(capfd, plain, output, tiny_model)
+    assert code == 0, err
+    assert sitk.ReadImage(str(output)).GetSpacing() == pytest.approx((0.8, 0.8, 2.0))
 
 
 def test_short_mha_names_the_truncation_not_a_stale_errno(tiny_model, tmp_path, capfd):

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 from MPUNetCore import __version__
 from MPUNetCore.bundle import ModelCard, SegmentClass, save_bundle
 from MPUNetCore.fileutils import check_writable
-from MPUNetCore.output_guard import input_files, refuse_outputs_onto_inputs, reserve_outputs
+from MPUNetCore.output_guard import refuse_outputs_onto_inputs, reserve_outputs
 
 from .cache import preprocessing_from_config
 from .config import Config, load_config
@@ -100,7 +100,7 @@ def export_run(
     if path.suffix != ".json":
         raise ValueError(f"--output {path}: give the card's path, ending in .json (the weights go beside it)")
     outputs = [path, path.with_suffix(".pt")]
-    refuse_outputs_onto_inputs(outputs, run_inputs(run))
+    refuse_outputs_onto_inputs(outputs, run.inputs())
     for target in outputs:  # refuse before the (slow) model loading
         check_writable(target, overwrite)
     with reserve_outputs(outputs):  # a second export to the same bundle refuses at once
@@ -108,8 +108,3 @@ def export_run(
         model = load_model(run, config, "best")
         return save_bundle(model, card, path, overwrite=overwrite)
 
-
-def run_inputs(run: RunFolder) -> List[Path]:
-    """The files of a run folder that export reads or that the run needs later (never export outputs)."""
-    files = [run.config, run.split, run.data_report, run.info, run.metrics, run.val_cases, run.last, run.best]
-    return files + input_files([run.evaluation] if run.evaluation.is_dir() else [])
