@@ -140,7 +140,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("mpunet-train: interrupted (checkpoints are atomic: continue with --resume)", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"mpunet-train {args.command}: error: {error}", file=sys.stderr)
+        if not getattr(error, "said_by_rank_zero", False):  # under torchrun, rank 0 speaks for all
+            print(f"mpunet-train {args.command}: error: {error}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as error:  # torch.OutOfMemoryError is a RuntimeError
         from MPUNetCore.memory import is_out_of_memory

@@ -86,9 +86,7 @@ def prepare_data(
     """
     data = config.data
     root = data_root(config, run)
-    if ctx.main:
-        make_phantoms(config, root)
-    distributed.barrier(ctx)
+    distributed.on_main(ctx, lambda: make_phantoms(config, root))
     pairs, problems = discover_pairs(root, data.layout)
     if data.max_cases:
         pairs = pairs[: data.max_cases]
@@ -118,7 +116,7 @@ def prepare_data(
                 f"dropped: {', '.join(sorted(short))}",
                 file=sys.stderr,
             )
-    split = distributed.broadcast(ctx, _choose_split(config, run, usable, pairs) if ctx.main else None)
+    split = distributed.on_main(ctx, lambda: _choose_split(config, run, usable, pairs))
     missing = [n for part in SPLIT_PARTS for n in split[part] if n not in cases or cases[n].status != "ok"]
     if missing:
         raise ValueError(f"the split names cases that are not usable here: {', '.join(missing[:10])}")

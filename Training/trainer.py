@@ -154,9 +154,7 @@ def _on_train_start(
     config: Config, run: RunFolder, ctx: distributed.Context, resume: bool, overwrite: bool
 ) -> Optional[Dict[str, Any]]:
     """Prepare the run folder and torch; returns the checkpoint to resume from (None: a new run)."""
-    if ctx.main:
-        start_run(config, run, resume, overwrite)
-    distributed.barrier(ctx)
+    distributed.on_main(ctx, lambda: start_run(config, run, resume, overwrite))  # refusals reach every rank
     state = load_checkpoint(run.last) if resume else None  # a damaged checkpoint fails before any work
     train_cfg = config.train
     if train_cfg.threads:
