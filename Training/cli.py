@@ -91,8 +91,7 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError("give --config CONFIG (or --resume --run-dir RUN to continue a run)")
     else:
         config = load_config(args.config, args.overrides)
-    exp = config["experiment"]
-    run_dir = args.run_dir or Path(exp["output_dir"]) / exp["name"]
+    run_dir = args.run_dir or Path(config.experiment.output_dir) / config.experiment.name
     train(config, run_dir, resume=args.resume, overwrite=args.overwrite, progress=args.progress)
     print(f"run folder: {run_dir}")
     return 0
@@ -141,7 +140,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("mpunet-train: interrupted (checkpoints are atomic: continue with --resume)", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"mpunet-train {args.command}: error: {error}", file=sys.stderr)
+        if not getattr(error, "said_by_rank_zero", False):  # under torchrun, rank 0 speaks for all
+            print(f"mpunet-train {args.command}: error: {error}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as error:  # torch.OutOfMemoryError is a RuntimeError
         from MPUNetCore.memory import is_out_of_memory
