@@ -91,10 +91,10 @@ def test_bundled_configs_load_and_build(tmp_path):
     for name in CONFIGS:
         config = load_config(name, [f"data.root={tmp_path}"])
         model = build_network(architecture(config))
-        for size in (*config["train"]["patch"], *(w for w in config["inference"]["window"] if w)):
+        for size in (*config.train.patch, *(w for w in config.inference.window if w)):
             assert size % model.input_multiple == 0, (name, size)
     demo = load_config("phantom_demo")
-    assert demo["data"]["phantom_cases"] > 0 and demo["data"]["task"] == "liver_tumor"
+    assert demo.data.phantom_cases > 0 and demo.data.task == "liver_tumor"
 
 
 def test_overrides_are_typed_and_validated(tmp_path):
@@ -105,10 +105,10 @@ def test_overrides_are_typed_and_validated(tmp_path):
         [f"data.root={tmp_path}", "train.epochs=7", "train.lr=3e-4", "train.patch=16,32,32",
          "preprocessing.slice_spacing=none", "inference.postprocess=false", "model.channels=[4, 8, 16, 32]"],
     )  # fmt: skip
-    assert config["train"]["epochs"] == 7 and isinstance(config["train"]["epochs"], int)
-    assert config["train"]["lr"] == pytest.approx(3e-4) and config["train"]["patch"] == [16, 32, 32]
-    assert config["preprocessing"]["slice_spacing"] is None and config["inference"]["postprocess"] is False
-    assert config["model"]["channels"] == [4, 8, 16, 32]
+    assert config.train.epochs == 7 and isinstance(config.train.epochs, int)
+    assert config.train.lr == pytest.approx(3e-4) and config.train.patch == (16, 32, 32)
+    assert config.preprocessing.slice_spacing is None and config.inference.postprocess is False
+    assert config.model.channels == (4, 8, 16, 32)
     saved = save_config(config, tmp_path / "resolved.toml")  # the round trip is exact
     assert load_config(saved) == config
     with pytest.raises(ConfigError, match="valid keys of \\[train\\]: epochs, batch_size"):
@@ -182,13 +182,13 @@ class _ArrayCase:
 
 
 def test_tumor_prob_steers_foreground_patches_to_tumours():
-    from Training.config import defaults
+    from Training.config import AugmentConfig
     from Training.sampling import PatchSampler
 
     label = np.zeros((32, 64, 64), np.uint8)
     label[2:30, 4:60, 4:60] = 1
     label[24:27, 50:54, 50:54] = 2  # one small tumour in a corner of a large liver
-    augment = dict(defaults()["augment"], flip_prob=0.0, rotate_prob=0.0, intensity_prob=0.0)
+    augment = AugmentConfig(flip_prob=0.0, rotate_prob=0.0, intensity_prob=0.0)
 
     def tumour_share(tumor_prob: float) -> float:
         sampler = PatchSampler(
@@ -407,7 +407,7 @@ def test_phantom_demo_generates_anatomical_phantoms_into_the_given_folder(tmp_pa
 
     overrides = ["data.phantom_cases=2", "data.phantom_shape=12,64,64", "data.phantom_slabs=0.5"]
     config = load_config("phantom_demo", overrides)
-    assert config["data"]["phantom_generator"] == "anatomical"
+    assert config.data.phantom_generator == "anatomical"
     make_phantoms(config, tmp_path / "run" / "phantoms")
     expected = anatomical(
         tmp_path / "ref", 2, seed=0, shape=(12, 64, 64), synthseg_fraction=0.1, slab_fraction=0.5

@@ -91,8 +91,7 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError("give --config CONFIG (or --resume --run-dir RUN to continue a run)")
     else:
         config = load_config(args.config, args.overrides)
-    exp = config["experiment"]
-    run_dir = args.run_dir or Path(exp["output_dir"]) / exp["name"]
+    run_dir = args.run_dir or Path(config.experiment.output_dir) / config.experiment.name
     train(config, run_dir, resume=args.resume, overwrite=args.overwrite, progress=args.progress)
     print(f"run folder: {run_dir}")
     return 0

@@ -32,7 +32,7 @@ CLASS_COLORS = {
 
 def segment_classes(config: Config) -> List[SegmentClass]:
     """The card's classes: Background, Liver and (liver_tumor task) Liver tumor, with colours."""
-    names = ["Background", "Liver"] + (["Liver tumor"] if config["data"]["task"] == "liver_tumor" else [])
+    names = ["Background", "Liver"] + (["Liver tumor"] if config.data.task == "liver_tumor" else [])
     return [SegmentClass(i, n, list(CLASS_COLORS[n])) for i, n in enumerate(names)]
 
 
@@ -53,10 +53,10 @@ def build_card(run: RunFolder, config: Config, name: str) -> ModelCard:
     times = [r[TRAIN_TIME] for r in history if isinstance(r.get(TRAIN_TIME), float)]
     info = json.loads(run.info.read_text(encoding="utf-8")) if run.info.exists() else {}
     training: Dict[str, Any] = {
-        "experiment": config["experiment"]["name"],
-        "task": config["data"]["task"],
-        "data": config["data"]["root"]
-        or f"{config['data']['phantom_cases']} generated phantoms (seed {config['data']['phantom_seed']})",
+        "experiment": config.experiment.name,
+        "task": config.data.task,
+        "data": config.data.root
+        or f"{config.data.phantom_cases} generated phantoms (seed {config.data.phantom_seed})",
         "split": {p: len(split[p]) for p in SPLIT_PARTS},
         "split_seed": split.get("seed"),
         "epochs": len(history),
@@ -64,7 +64,7 @@ def build_card(run: RunFolder, config: Config, name: str) -> ModelCard:
         "mean_train_time_per_epoch_s": round(sum(times) / len(times), 2) if times else None,
         "device": info.get("device"),
         "parameters": info.get("parameters"),
-        "config": config,
+        "config": config.to_dict(),
     }
     metrics: Dict[str, Any] = {
         "validation_best_epoch": _clean({k: v for k, v in best["metrics"].items() if k.startswith("val_")})
@@ -79,7 +79,7 @@ def build_card(run: RunFolder, config: Config, name: str) -> ModelCard:
         preprocessing=preprocessing_from_config(config).to_dict(),
         inference=card_settings(config),
         version=__version__,
-        description=config["experiment"]["description"] or f"{name}, trained with mpunet-train",
+        description=config.experiment.description or f"{name}, trained with mpunet-train",
         training=training,
         metrics=metrics,
     )
@@ -95,7 +95,7 @@ def export_run(
     run = RunFolder(run_dir)
     run.require(run.config, run.best, run.split)
     config = load_config(run.config)
-    name = name or config["experiment"]["name"]
+    name = name or config.experiment.name
     path = Path(output) if output else run.export / f"{name}.json"
     if path.suffix != ".json":
         raise ValueError(f"--output {path}: give the card's path, ending in .json (the weights go beside it)")

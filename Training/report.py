@@ -85,9 +85,9 @@ def load_run(path: Path) -> RunRecord:
     run = RunFolder(path)
     run.require(run.config, run.metrics)
     config = load_config(run.config)
-    classes = ["liver", "tumor"] if config["data"]["task"] == "liver_tumor" else ["liver"]
+    classes = ["liver", "tumor"] if config.data.task == "liver_tumor" else ["liver"]
     info = json.loads(run.info.read_text(encoding="utf-8")) if run.info.exists() else {}
-    record = RunRecord(config["experiment"]["name"], run, classes, read_csv(run.metrics), info)
+    record = RunRecord(config.experiment.name, run, classes, read_csv(run.metrics), info)
     record.test = read_summary(run, "test")
     cases = run.evaluation / "test_cases.csv"
     if cases.exists():
