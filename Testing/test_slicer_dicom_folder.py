@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import struct
 from pathlib import Path
 from typing import Dict
 
@@ -19,37 +18,8 @@ import pytest
 import SimpleITK as sitk
 from MPUNetSegmentationLib.scene_arrays import array_from_volume_node, first_dicom_slice, load_volume_node
 
+from Testing.dicom_bytes import dicomdir
 from Testing.test_slicer_scene_arrays import _assert_same_image
-
-
-def _element(group: int, element: int, vr: str, value: bytes) -> bytes:
-    """One explicit-VR little-endian data element."""
-    if len(value) % 2:
-        value += b"\0" if vr in ("UI", "OB") else b" "
-    tag = struct.pack("<HH", group, element) + vr.encode()
-    if vr in ("OB", "SQ"):
-        return tag + b"\0\0" + struct.pack("<I", len(value)) + value
-    return tag + struct.pack("<H", len(value)) + value
-
-
-def _dicomdir() -> bytes:
-    """An (empty) DICOMDIR: a real DICOM file, "DICM" at byte 128, that is not an image slice."""
-    meta = (
-        _element(0x0002, 0x0001, "OB", b"\0\1")
-        + _element(0x0002, 0x0002, "UI", b"1.2.840.10008.1.3.10")  # Media Storage Directory Storage
-        + _element(0x0002, 0x0003, "UI", b"1.2.826.0.1.3680043.2.1125.1")
-        + _element(0x0002, 0x0010, "UI", b"1.2.840.10008.1.2.1")
-    )
-    records = (
-        _element(0x0004, 0x1130, "CS", b"MPUNET")
-        + _element(0x0004, 0x1200, "UL", struct.pack("<I", 0))
-        + _element(0x0004, 0x1202, "UL", struct.pack("<I", 0))
-        + _element(0x0004, 0x1212, "US", struct.pack("<H", 0))
-        + _element(0x0004, 0x1220, "SQ", b"")
-    )
-    return (
-        b"\0" * 128 + b"DICM" + _element(0x0002, 0x0000, "UL", struct.pack("<I", len(meta))) + meta + records
-    )
 
 
 def _snapshot(folder: Path) -> Dict[str, str]:
@@ -69,7 +39,7 @@ def series_with_extras(tmp_path: Path, real_ct_dir: Path) -> Path:
         shutil.copy2(slice_file, folder / slice_file.name)
     (folder / "NOTICE").write_text("BSD-3-Clause licence text of the data\n", encoding="utf-8")
     (folder / "LICENSE").write_text("another licence\n", encoding="utf-8")
-    (folder / "DICOMDIR").write_bytes(_dicomdir())
+    (folder / "DICOMDIR").write_bytes(dicomdir())
     (folder / "README.md").write_text("# the scan\n", encoding="utf-8")
     return folder
 
@@ -98,7 +68,7 @@ def test_a_folder_without_dicom_is_refused_in_one_line(slicer_scene, tmp_path: P
     folder = tmp_path / "not dicom"
     folder.mkdir()
     (folder / "NOTICE").write_text("licence\n", encoding="utf-8")
-    (folder / "DICOMDIR").write_bytes(_dicomdir())
+    (folder / "DICOMDIR").write_bytes(dicomdir())
     nodes = _volume_nodes(slicer_scene)
     with pytest.raises(ValueError) as error:
         load_volume_node(str(folder))
