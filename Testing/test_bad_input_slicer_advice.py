@@ -10,14 +10,13 @@ fix is carried out literally and must make the same volume segment.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from Testing.slicer_models import write_phantom, write_tiny_bundle
+from Testing.slicer_models import phantom_ct, save_like, write_tiny_bundle
 
 COMMAND_LINE_OPTION = re.compile(r"--[a-z]")
 
@@ -28,18 +27,8 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture()
-def phantom(tmp_path) -> sitk.Image:
-    path, _ = write_phantom(tmp_path / "src", seed=4, shape=(12, 40, 40))
-    image = sitk.ReadImage(str(path))
-    shutil.rmtree(tmp_path / "src")
-    return image
-
-
-def _save(array: np.ndarray, like: sitk.Image, path: Path) -> Path:
-    image = sitk.GetImageFromArray(array)
-    image.CopyInformation(like)
-    sitk.WriteImage(image, str(path))
-    return path
+def phantom() -> sitk.Image:
+    return phantom_ct()
 
 
 def _process(tmp_path: Path, volume, model: Path):
@@ -60,7 +49,7 @@ def test_nan_refusal_says_how_to_fix_the_volume_in_slicer_and_that_fix_works(
 
     array = sitk.GetArrayFromImage(phantom).astype(np.float32)
     array[2:4, 5:9, 10:13] = np.nan  # 24 voxels
-    volume = slicer.util.loadVolume(str(_save(array, phantom, tmp_path / "nan-ct.nrrd")))
+    volume = slicer.util.loadVolume(str(save_like(array, phantom, tmp_path / "nan-ct.nrrd")))
     with pytest.raises(SegmentationFailed) as caught:
         _process(tmp_path, volume, tiny_model)
     message = str(caught.value)
@@ -77,7 +66,7 @@ def test_memory_budget_refusal_names_no_option_the_module_lacks(slicer_scene, ti
     from MPUNetSegmentationLib.process import SegmentationFailed
 
     phantom.SetSpacing((1.0, 1.0, 1e6))  # 12 slices become 12e6 network slices: no machine has the memory
-    source = _save(sitk.GetArrayFromImage(phantom), phantom, tmp_path / "far.nrrd")
+    source = save_like(sitk.GetArrayFromImage(phantom), phantom, tmp_path / "far.nrrd")
     volume = slicer.util.loadVolume(str(source))
     with pytest.raises(SegmentationFailed) as caught:
         _process(tmp_path, volume, tiny_model)
@@ -111,7 +100,7 @@ def test_header_size_refusal_is_said_in_module_words(tmp_path, phantom):
 
     from MPUNetCore.volume_io import VolumeError, read_volume
 
-    source = _save(sitk.GetArrayFromImage(phantom), phantom, tmp_path / "ct.nrrd")
+    source = save_like(sitk.GetArrayFromImage(phantom), phantom, tmp_path / "ct.nrrd")
     with pytest.raises(VolumeError) as caught:
         read_volume(source, max_memory="1K")
     assert "--max-memory" in str(caught.value)

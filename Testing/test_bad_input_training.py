@@ -9,7 +9,6 @@ byte-identical and that nothing was written where the user did not ask. Checkpoi
 from __future__ import annotations
 
 import hashlib
-import os
 import socket
 import subprocess
 import sys
@@ -20,11 +19,10 @@ from typing import Dict, List
 import pytest
 import torch
 
+from Testing.child_env import child_env
 from Training.checkpoints import load_checkpoint, previous_path, save_checkpoint
 from Training.cli import main
 from Training.config import load_config, save_config
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def snapshot(folder: Path) -> Dict[str, str]:
@@ -142,9 +140,8 @@ def _two_ranks(tmp_path: Path, *args: str, timeout: float = 120) -> List[subproc
     """Run `mpunet-train train ARGS` as the 2 gloo processes `torchrun --nproc_per_node=2` starts (the
     same RANK/WORLD_SIZE/MASTER_* environment, without the launcher's own output). A rank still
     waiting after `timeout` seconds fails the test instead of hanging it."""
-    env = dict(os.environ, WORLD_SIZE="2", LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1")
-    env.update(MASTER_PORT=str(_free_port()), OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
+    port = str(_free_port())
+    env = child_env(WORLD_SIZE="2", LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
     command = [sys.executable, "-m", "Training", "train", "--progress", "none", *args]
     ranks = [
         subprocess.Popen(

@@ -21,7 +21,7 @@ import SimpleITK as sitk
 
 from MPUNetCore.cli import main
 from Testing.real_data import REAL_CT_DIR
-from Testing.slicer_models import write_phantom, write_tiny_bundle
+from Testing.slicer_models import phantom_ct, save_like, write_tiny_bundle
 
 REAL_SERIES = REAL_CT_DIR
 ORIENTATION = b"1.000000\\0.000000\\0.000000\\0.000000\\1.000000\\0.000000"
@@ -204,25 +204,15 @@ def test_short_mha_names_the_truncation_not_a_stale_errno(tiny_model, tmp_path, 
 
 
 @pytest.fixture
-def phantom(tmp_path) -> sitk.Image:
-    path, _ = write_phantom(tmp_path / "src", seed=4, shape=(12, 40, 40))
-    image = sitk.ReadImage(str(path))
-    shutil.rmtree(tmp_path / "src")
-    return image
-
-
-def save(array: np.ndarray, like: sitk.Image, path: Path) -> Path:
-    image = sitk.GetImageFromArray(array)
-    image.CopyInformation(like)
-    sitk.WriteImage(image, str(path))
-    return path
+def phantom() -> sitk.Image:
+    return phantom_ct()
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_voxels_are_refused_with_their_count(tiny_model, tmp_path, capfd, phantom, bad):
     array = sitk.GetArrayFromImage(phantom).astype(np.float32)
     array[2:4, 5:9, 10:13] = bad  # 2 * 4 * 3 = 24 voxels
-    source = save(array, phantom, tmp_path / "bad.nrrd")
+    source = save_like(array, phantom, tmp_path / "bad.nrrd")
     line = refused(capfd, tmp_path, source, tiny_model)
     assert f"{source} has 24 voxels that are NaN or infinite" in line and "--fill-nonfinite" in line
 
@@ -230,8 +220,8 @@ def test_non_finite_voxels_are_refused_with_their_count(tiny_model, tmp_path, ca
 def test_non_finite_voxels_are_replaced_only_under_the_flag(tiny_model, tmp_path, capfd, phantom):
     array = sitk.GetArrayFromImage(phantom).astype(np.float32)
     array[0, :5, :5] = np.nan
-    source = save(array, phantom, tmp_path / "nan.nrrd")
-    clean = save(np.nan_to_num(array, nan=-1000.0), phantom, tmp_path / "clean.nrrd")
+    source = save_like(array, phantom, tmp_path / "nan.nrrd")
+    clean = save_like(np.nan_to_num(array, nan=-1000.0), phantom, tmp_path / "clean.nrrd")
     outputs = tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"
     code, _, err = segment(capfd, source, outputs[0], tiny_model, "--fill-nonfinite", "-1000")
     assert code == 0 and "replaced 25 NaN/infinite voxels" in err
@@ -253,7 +243,7 @@ def test_volumes_that_are_not_ct_in_hu_are_segmented_with_a_warning(
         "constant": np.full(array.shape, 40, np.int16),
         "huge": np.where(array > 0, 1e30, -1000).astype(np.float32),
     }[kind]
-    source = save(made, phantom, tmp_path / f"{kind}.nrrd")
+    source = save_like(made, phantom, tmp_path / f"{kind}.nrrd")
     output = tmp_path / "labels.nii.gz"
     code, _, err = segment(capfd, source, output, tiny_model)
     warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
@@ -262,7 +252,7 @@ def test_volumes_that_are_not_ct_in_hu_are_segmented_with_a_warning(
 
 
 def test_ct_in_hu_gives_no_warning(tiny_model, tmp_path, capfd, phantom):
-    source = save(sitk.GetArrayFromImage(phantom), phantom, tmp_path / "ct.nrrd")
+    source = save_like(sitk.GetArrayFromImage(phantom), phantom, tmp_path / "ct.nrrd")
     code, _, err = segment(capfd, source, tmp_path / "labels.nii.gz", tiny_model)
     assert code == 0 and "warning" not in err
 
@@ -275,7 +265,7 @@ def test_huge_spacing_is_refused_with_the_numbers_before_allocating(
     tiny_model, tmp_path, capfd, phantom, z_spacing
 ):
     phantom.SetSpacing((1.0, 1.0, z_spacing))
-    source = save(sitk.GetArrayFromImage(phantom), phantom, tmp_path / "spaced.nii.gz")
+    source = save_like(sitk.GetArrayFromImage(phantom), phantom, tmp_path / "spaced.nii.gz")
     # tiny card: 0.5 in-plane, 1 mm slices: 12 slices of z_spacing mm become 12 * z_spacing network slices
     budget = "4M" if z_spacing < 100 else "64G"
     line = refused(capfd, tmp_path, source, tiny_model, "--max-memory", budget)
@@ -305,7 +295,7 @@ def test_running_out_of_memory_ends_in_one_line_naming_the_fix(tiny_model, tmp_p
     import sys
 
     phantom.SetSpacing((1.0, 1.0, 4e4))  # a network grid of about 3 GB
-    source = save(sitk.GetArrayFromImage(phantom), phantom, tmp_path / "far.nrrd")
+    source = save_like(sitk.GetArrayFromImage(phantom), phantom, tmp_path / "far.nrrd")
     output = tmp_path / "labels.nii.gz"
     # --max-memory lets the run start (the budget check would refuse it first: the other tests' business);
     # the 2 GiB address-space cap (a normal run of this phantom fits in it) makes the allocation fail.
@@ -360,7 +350,7 @@ def test_slicer_module_shows_the_same_refusal_naming_the_volume_node(
 
     array = sitk.GetArrayFromImage(phantom).astype(np.float32)
     array[2:4, 5:9, 10:13] = np.nan  # 24 voxels
-    source = save(array, phantom, tmp_path / "nan-ct.nrrd")
+    source = save_like(array, phantom, tmp_path / "nan-ct.nrrd")
     volume = slicer.util.loadVolume(str(source))
     before = slicer.util.arrayFromVolume(volume).copy()
     (tmp_path / "runs").mkdir()
@@ -378,7 +368,7 @@ def test_slicer_module_logs_the_not_ct_warning(slicer_scene, tiny_model, tmp_pat
     import slicer.util
     from MPUNetSegmentationLib.logic import MPUNetLogic
 
-    source = save(
+    source = save_like(
         np.clip(sitk.GetArrayFromImage(phantom), 0, 255).astype(np.uint8), phantom, tmp_path / "u8.nrrd"
     )
     volume = slicer.util.loadVolume(str(source))
@@ -400,7 +390,7 @@ def test_click_worker_refuses_non_finite_voxels_and_keeps_serving(tiny_model, tm
 
     array = sitk.GetArrayFromImage(phantom).astype(np.float32)
     array[0, 0, :7] = np.inf
-    source = save(array, phantom, tmp_path / "region.nrrd")
+    source = save_like(array, phantom, tmp_path / "region.nrrd")
     output = tmp_path / "labels.nrrd"
     out = io.StringIO()
     requests = [{"id": 1, "op": "segment", "input": str(source), "output": str(output)}, {"op": "quit"}]

@@ -7,7 +7,6 @@ and tiny patches; one training process is killed with SIGKILL and resumed.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -20,6 +19,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from Testing.child_env import child_env
 from Training.config import ConfigError, load_config, save_config
 from Training.data import discover_pairs, split_cases
 
@@ -58,13 +58,6 @@ intensity_prob = 0.5
 [inference]
 window = [16, 0, 0]
 """
-
-
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +232,7 @@ def test_train_kill_resume_evaluate_export_report(lits_dir, tmp_path):
     child = subprocess.Popen(
         [sys.executable, "-m", "Training", "train", "--config", str(config_file),
          "--run-dir", str(killed_dir), "--progress", "none"],
-        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     _wait_and_kill(child, killed_dir / "metrics.csv", rows=2)
     assert child.returncode == -signal.SIGKILL, child.stdout.read().decode()[-2000:]
@@ -370,7 +363,7 @@ def test_ddp_two_processes_on_cpu(lits_dir, tmp_path):
     options = ["--run-dir", str(run), "--progress", "none", "--set", "data.split=3,2,1"]  # 2 val cases
     result = subprocess.run(
         [sys.executable, *command, "--config", str(config_file), *options],
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=400,
+        cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     info = json.loads((run / "run_info.json").read_text())

@@ -41,7 +41,8 @@ def _plain(value: Any) -> Any:
 
 
 def _overrides(path: Path):
-    return [f"data.root={path.parent}"] if not tomllib.loads(path.read_text())["data"].get("root") else []
+    has_root = tomllib.loads(path.read_text(encoding="utf-8"))["data"].get("root")
+    return [] if has_root else [f"data.root={path.parent}"]
 
 
 def test_there_are_shipped_configs():
