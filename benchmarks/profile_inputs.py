@@ -5,7 +5,7 @@
 
 The bundle holds ``MPUNetCore/models/demo-phantom.pt`` (released structure, widths 8-64, learned fusion)
 with the released preprocessing (HU [-200, 200] / 200, in-plane x0.5, 1 mm slices) and window
-48 x 256 x 256, overlap 0.25; the CT is the phantom of seed 0 at 0.75 x 0.75 x 1 mm (``bench_inference.synthetic_ct``).
+48 x 256 x 256, overlap 0.25; the CT is the phantom of seed 0 at 0.75 x 0.75 x 1 mm (as in bench_inference).
 """
 
 from __future__ import annotations
