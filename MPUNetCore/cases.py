@@ -9,6 +9,7 @@ from typing import List, Union
 
 import SimpleITK as sitk
 
+from MPUNetCore.dicom_checks import looks_like_dicom
 from MPUNetCore.fileutils import split_extension
 from MPUNetCore.volume_io import case_name
 
@@ -29,23 +30,12 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and not hidden and split_extension(path)[1].lower() in IMAGE_SUFFIXES
 
 
-def _looks_like_dicom(path: Path) -> bool:
-    if path.suffix.lower() == ".dcm":
-        return True
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
-
-
 def holds_dicom_series(folder: Path) -> bool:
     """True when `folder` directly holds DICOM files that GDCM groups into at least one series."""
     files = [
         p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and not is_image_file(p)
     ]
-    if not any(_looks_like_dicom(p) for p in files[:64]):  # cheap test first: GDCM warns on empty folders
+    if not any(looks_like_dicom(p) for p in files[:64]):  # cheap test first: GDCM warns on empty folders
         return False
     return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
 

@@ -10,6 +10,7 @@ into a :class:`~MPUNetCore.volume_io.VolumeError`.
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -22,6 +23,8 @@ POSITION, ORIENTATION, INSTANCE = "0020|0032", "0020|0037", "0020|0013"
 SPACING_TOLERANCE = 0.01
 #: Slices closer than this (mm) along the normal are duplicates.
 DUPLICATE_MM = 1e-3
+#: Media Storage SOP Class UID of a DICOMDIR: a DICOM file that indexes a file set, never a slice.
+DICOMDIR_SOP_CLASS = b"1.2.840.10008.1.3.10"
 
 
 @dataclass(frozen=True)
@@ -60,13 +63,42 @@ def looks_like_dicom(path: Path) -> bool:
         return False
 
 
+def is_dicomdir(path: Path) -> bool:
+    """True for a DICOMDIR: its file meta information (group 0002, always explicit VR little endian,
+    right after "DICM") gives the Media Storage Directory SOP class as (0002,0002)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(132 + 2048)
+    except OSError:
+        return False
+    pos = 132
+    if head[128:pos] != b"DICM":
+        return False
+    while pos + 12 <= len(head):
+        group, element = struct.unpack_from("<HH", head, pos)
+        if group != 0x0002:
+            return False
+        if head[pos + 4 : pos + 6] in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN"):  # 4-byte lengths
+            start, length = pos + 12, struct.unpack_from("<I", head, pos + 8)[0]
+        else:
+            start, length = pos + 8, struct.unpack_from("<H", head, pos + 6)[0]
+        if element == 0x0002:
+            return head[start : start + length].rstrip(b"\0 ") == DICOMDIR_SOP_CLASS
+        pos = start + length
+    return False
+
+
 def unlisted_dicom_files(folder: Path, listed: Sequence[str]) -> List[str]:
-    """DICOM-looking files of ``folder`` that GDCM did not put in any series (truncated or corrupt)."""
+    """DICOM-looking files of ``folder`` that GDCM did not put in any series (truncated or corrupt).
+
+    A DICOMDIR (the index of a DICOM file set, often beside the slices) belongs to no series by design.
+    """
     known = {os.path.realpath(f) for f in listed}
     out = []
     for path in sorted(folder.iterdir()):
         if path.is_file() and os.path.realpath(path) not in known and looks_like_dicom(path):
-            out.append(path.name)
+            if not is_dicomdir(path):
+                out.append(path.name)
     return out
 
 

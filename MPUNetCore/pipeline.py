@@ -18,6 +18,7 @@ from MPUNetCore.output_guard import (
     refuse_outputs_onto_inputs,
     reserve_output,
 )
+from MPUNetCore.profiling import stage
 from MPUNetCore.volume_io import Volume, read_volume, write_label_map
 
 ProgressCallback = Callable[[int, int], None]
@@ -55,7 +56,8 @@ def segment_volume(
     base = settings if settings is not None else bundle.card.inference
     chosen = resolve_settings(base, {k: v for k, v in overrides.items() if v is not None})
     preprocessing = Preprocessing.from_dict(bundle.card.preprocessing)
-    array = checked_array(volume, bundle.model, preprocessing, chosen, max_memory, fill_nonfinite, warn)
+    with stage("input checks"):
+        array = checked_array(volume, bundle.model, preprocessing, chosen, max_memory, fill_nonfinite, warn)
     return segment(
         array,
         volume.spacing,
@@ -99,6 +101,8 @@ def segment_file(
     refuse_outputs_onto_inputs([output_path], input_files([input_path]))
     with reserve_output(output_path):
         check_writable(output_path, overwrite)
-        volume = read_volume(input_path, series_uid, allow_uneven_slices, options.get("max_memory"))
+        with stage("read"):
+            volume = read_volume(input_path, series_uid, allow_uneven_slices, options.get("max_memory"))
         labels = segment_volume(volume, bundle, **options)
-        return write_label_map(labels, volume, output_path, overwrite=overwrite)
+        with stage("write"):
+            return write_label_map(labels, volume, output_path, overwrite=overwrite)

@@ -147,6 +147,47 @@ def nifti_truncation(path: PathLike) -> Optional[str]:
     return None
 
 
+def _nifti_head(path: Path, size: int = 348) -> bytes:
+    """The first `size` bytes of a .nii or .nii.gz file, decompressed; b"" when it is neither or unreadable.
+
+    The read is bounded: at most 64 KiB of a compressed file are read and `size` bytes inflated.
+    """
+    name = path.name.lower()
+    try:
+        with open(path, "rb") as f:
+            if name.endswith(".nii"):
+                return f.read(size)
+            if name.endswith(".nii.gz"):
+                return zlib.decompressobj(31).decompress(f.read(1 << 16), size)
+    except (OSError, zlib.error):
+        pass
+    return b""
+
+
+def nifti_sform(path: PathLike) -> Optional[Tuple[Tuple[float, float, float], ...]]:
+    """The 3x3 linear part of a NIfTI-1 file's sform (srow_x/y/z) when its sform_code says it is used.
+
+    ITK's NIfTI reader replaces an sform that shears the axes by an orthonormal direction (or by the
+    qform) with only a warning, so the image it returns does not lie where the file says; this reads
+    the header itself (fixed 348-byte layout, either byte order) so that the caller can refuse.
+
+    Args:
+        path: a .nii or .nii.gz file (anything else gives None).
+
+    Returns:
+        Rows ``(srow_x[:3], srow_y[:3], srow_z[:3])``, or None when the file is not NIfTI-1 or its
+        sform_code is 0 (the qform, a rotation that cannot shear, is then the geometry).
+    """
+    header = _nifti_head(Path(path))
+    for endian in "<>":
+        if len(header) == 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
+            if struct.unpack(endian + "h", header[254:256])[0] <= 0:  # sform_code
+                return None
+            rows = struct.unpack(endian + "12f", header[280:328])
+            return tuple(tuple(rows[4 * r : 4 * r + 3]) for r in range(3))
+    return None
+
+
 def read_failure_reason(path: PathLike, itk_message: str) -> Optional[str]:
     """A plain-words reason (with the fix) for an ITK read failure that ITK itself words badly.
 

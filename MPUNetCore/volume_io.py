@@ -23,6 +23,7 @@ from .volume_checks import (
     DicomSeries,
     captured_stderr,
     list_dicom_series,
+    nifti_sform,
     nifti_truncation,
     read_failure_reason,
 )
@@ -265,18 +266,28 @@ def _check_file_size_budget(path: Path, what: str, max_memory: Union[None, str, 
         )
 
 
-def _check_direction(image: sitk.Image, path: Path, what: str) -> None:
+def _check_direction(direction: np.ndarray, path: Path, what: str, source: str, fix: str) -> None:
     """Refuse a direction matrix that is not a rotation (writers would store a different geometry)."""
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
     error = float(np.max(np.abs(direction.T @ direction - np.eye(3))))
     if error > 1e-3:
         rows = "; ".join(" ".join(f"{v:.4g}" for v in row) for row in direction)
         raise VolumeError(
-            f"{what} {path} has a direction matrix that is not orthonormal ({rows}): it shears or scales the "
+            f"{what} {path} has a {source} that is not orthonormal ({rows}): it shears or scales the "
             "axes, which label-map formats cannot store, so the output would not lie on the input's grid. "
-            "Fix the header (direction cosines must be unit length and at right angles, e.g. "
-            "TransformMatrix = 1 0 0 0 1 0 0 0 1), or resample the image onto an orthonormal grid first."
+            f"Fix the header ({fix}), or resample the image onto an orthonormal grid first."
         )
+
+
+def _check_nifti_sform(path: Path, what: str) -> None:
+    """Refuse a NIfTI sform that shears: ITK's reader would hide it (the MHA/NRRD case is seen after)."""
+    sform = nifti_sform(path)
+    if sform is None:
+        return
+    matrix = np.asarray(sform, dtype=float)
+    norms = np.linalg.norm(matrix, axis=0)  # the voxel spacing along each column
+    direction = matrix / np.where(norms > 0, norms, 1.0)
+    fix = "the srow_x/y/z columns must be at right angles; or set sform_code = 0 if the qform is right"
+    _check_direction(direction, path, what, "NIfTI sform (srow_x/y/z, per unit spacing)", fix)
 
 
 def _read_image(
@@ -305,6 +316,7 @@ def _read_image(
                 f"cannot read {what} {path}: the file is corrupt or truncated ({truncated}). "
                 "Copy or export it again."
             )
+        _check_nifti_sform(path, what)
         failure = None
         with captured_stderr() as itk_output:
             try:
@@ -341,7 +353,10 @@ def _read_image(
             f"{what} {path} is a single DICOM slice; pass the folder {path.parent} that holds the whole "
             "series."
         )
-    _check_direction(image, path, what)
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
+    fix = "direction cosines must be unit length and at right angles, e.g. "
+    fix += "TransformMatrix = 1 0 0 0 1 0 0 0 1"
+    _check_direction(direction, path, what, "direction matrix", fix)
     return image, path, note
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Tuple
+from typing import Any, Tuple
 
 import numpy as np
 
@@ -72,6 +72,23 @@ def write_phantom(
     sitk.WriteImage(image, str(paths[0]))
     sitk.WriteImage(label, str(paths[1]))
     return paths
+
+
+def phantom_ct(seed: int = 4, shape: Tuple[int, int, int] = (12, 40, 40)) -> Any:
+    """The CT of a synthetic phantom as a SimpleITK image in memory, for tests that damage a copy of it."""
+    from MPUNetCore.phantom import make_phantom
+
+    return make_phantom(seed, shape=shape)[0]
+
+
+def save_like(array: np.ndarray, like: Any, path: Path) -> Path:
+    """Write ``array`` (z, y, x) with the geometry of the SimpleITK image ``like``; returns ``path``."""
+    import SimpleITK as sitk
+
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(like)
+    sitk.WriteImage(image, str(path))
+    return path
 
 
 def predict_in_process(volume_array: np.ndarray, spacing_xyz, card_path) -> np.ndarray:

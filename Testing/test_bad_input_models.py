@@ -106,6 +106,21 @@ def test_a_symbolic_link_inside_the_card_folder_is_fine(bundle):
 # --------------------------------------------------------------------- 3. registry names and cache
 
 
+def _edit_first_entry(registry: Path, **fields: str) -> None:
+    """Change fields of the first model entry of a registry file, as a careless or hostile editor would."""
+    data = json.loads(registry.read_text())
+    data["models"][0].update(fields)
+    registry.write_text(json.dumps(data))
+
+
+def _serve_renamed_entry(served, monkeypatch, name: str) -> Path:
+    """The served test registry, its first entry renamed to `name`, made $MPUNET_REGISTRY; returns it."""
+    _, registry, _ = served
+    _edit_first_entry(registry, name=name)
+    monkeypatch.setenv("MPUNET_REGISTRY", str(registry))
+    return registry
+
+
 @pytest.mark.parametrize("name", ["../../x", "a/b", "..", ".hidden", "x" * 65, "", "a..b", "C:x"])
 def test_registry_names_outside_the_safe_alphabet_are_refused(
     name,
@@ -115,11 +130,7 @@ def test_registry_names_outside_the_safe_alphabet_are_refused(
     capsys,
     monkeypatch,
 ):
-    _, registry, _ = served_bundle
-    data = json.loads(registry.read_text())
-    data["models"][0]["name"] = name
-    registry.write_text(json.dumps(data))
-    monkeypatch.setenv("MPUNET_REGISTRY", str(registry))
+    registry = _serve_renamed_entry(served_bundle, monkeypatch, name)
     before = snapshot(tmp_path)
     assert main(["models", "download", name or "x"]) == 2
     err = capsys.readouterr().err
@@ -129,9 +140,8 @@ def test_registry_names_outside_the_safe_alphabet_are_refused(
 
 def test_download_file_names_from_urls_must_be_safe_too(served_bundle, cache, tmp_path):  # noqa: F811
     _, registry, _ = served_bundle
-    data = json.loads(registry.read_text())
-    data["models"][0]["weights_url"] = data["models"][0]["weights_url"].rsplit("/", 1)[0] + "/sub/.."
-    registry.write_text(json.dumps(data))
+    url = json.loads(registry.read_text())["models"][0]["weights_url"]
+    _edit_first_entry(registry, weights_url=url.rsplit("/", 1)[0] + "/sub/..")
     with pytest.raises(RegistryError, match=r"file name in the URL .* is not allowed"):
         load_models(extra=[registry])
     assert not cache.exists()
@@ -158,11 +168,7 @@ def test_a_registry_entry_named_like_the_bundled_model_never_replaces_it(
     capsys,
     monkeypatch,
 ):
-    _, registry, _ = served_bundle
-    data = json.loads(registry.read_text())
-    data["models"][0]["name"] = DEFAULT_MODEL
-    registry.write_text(json.dumps(data))
-    monkeypatch.setenv("MPUNET_REGISTRY", str(registry))
+    registry = _serve_renamed_entry(served_bundle, monkeypatch, DEFAULT_MODEL)
     models, clashes = load_models()
     assert models[DEFAULT_MODEL].is_local and models[DEFAULT_MODEL].card_url.startswith("file://")
     assert [(c.name, c.registry) for c in clashes] == [(DEFAULT_MODEL, registry)]

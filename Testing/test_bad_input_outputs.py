@@ -25,28 +25,12 @@ import SimpleITK as sitk
 
 from MPUNetCore.cli import main
 from MPUNetCore.output_guard import LABEL_MAP_FORMATS, LOCK_SUFFIX, lock_path_for, reserve_output
+from Testing.child_env import child_env, run_python
 from Testing.file_tree import snapshot, user_words
 from Testing.slicer_models import write_phantom, write_tiny_bundle
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BATCH = REPO_ROOT / "MPUNetSegmentation" / "Scripts" / "mpunet_batch.py"
-
-
-def _env() -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    return env
-
-
-def _run(*args, cwd=None, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=cwd,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +122,34 @@ def test_training_export_never_writes_over_the_run_it_reads(tmp_path, capsys):
     assert snapshot(tmp_path) == before
 
 
+
+def test_training_report_never_writes_over_the_runs_it_reads(tmp_path, capsys):
+    from Training.cli import main as training_main
+    from Training.report import load_run, report_files
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(REPO_ROOT / "Training" / "configs" / "phantom_demo.toml", run / "config.toml")
+    (run / "metrics.csv").write_text("epoch,best_epoch\n1,1\n2,1\n")
+    old = tmp_path / "old_report"  # a report folder whose tables.csv is a hard link to the run's metrics
+    old.mkdir()
+    os.link(run / "metrics.csv", old / "tables.csv")
+    before = snapshot(tmp_path)
+    for output in (run / "metrics.csv", old):
+        assert training_main(["report", str(run), "--output", str(output)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is the input" in err and str(run / "metrics.csv") in err
+        assert user_words(err)
+    assert snapshot(tmp_path) == before
+    # Into the run folder itself is allowed: no report file has a run file's name, and every file the
+    # report wrote is among those it checked beforehand.
+    assert training_main(["report", str(run), "--output", str(run)]) == 0
+    written = set(snapshot(run)) - {"config.toml", "metrics.csv"}
+    checked = {path.name for path in report_files([load_run(run)], run)}
+    assert {"report.md", "tables.csv"} <= written <= checked
+    assert (run / "metrics.csv").read_text() == "epoch,best_epoch\n1,1\n2,1\n"
+
+
 def test_batch_refuses_label_maps_written_over_its_references(ct, model, tmp_path):
     inputs, output = tmp_path / "in", tmp_path / "out"
     inputs.mkdir()
@@ -146,8 +158,8 @@ def test_batch_refuses_label_maps_written_over_its_references(ct, model, tmp_pat
     references.mkdir(parents=True)
     shutil.copy(ct.parent / "phantom-4-label.nrrd", references / "case.nii.gz")
     before = snapshot(tmp_path)
-    result = _run(BATCH, "--input", inputs, "--output", output, "--labels", references, "--model", model,
-                  "--device", "cpu", "--overwrite")  # fmt: skip
+    result = run_python(BATCH, "--input", inputs, "--output", output, "--labels", references,
+                        "--model", model, "--device", "cpu", "--overwrite")  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert f"the output {references / 'case.nii.gz'} is the input" in result.stderr
     assert snapshot(tmp_path) == before
@@ -256,8 +268,8 @@ def test_batch_accepts_paths_relative_to_the_callers_folder(ct, model, tmp_path)
     (tmp_path / "cases").mkdir()
     shutil.copy(ct, tmp_path / "cases" / "case.nrrd")
     shutil.copytree(model.parent, tmp_path / "model")
-    result = _run(BATCH, "--input", "cases", "--output", "results", "--model", "model/tiny-test.json",
-                  "--device", "cpu", cwd=tmp_path)  # fmt: skip
+    result = run_python(BATCH, "--input", "cases", "--output", "results", "--model", "model/tiny-test.json",
+                        "--device", "cpu", cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     written = sitk.ReadImage(str(tmp_path / "results" / "labelmaps" / "case.nii.gz"))
     assert written.GetSize() == sitk.ReadImage(str(ct)).GetSize()
@@ -273,7 +285,7 @@ def test_a_second_run_writing_the_same_output_refuses_at_once(ct, model, tmp_pat
     with reserve_output(out):  # the first run, in this process, holds the output
         before = snapshot(tmp_path)
         start = time.monotonic()
-        second = _run("-m", "MPUNetCore", *_segment(ct, out, model))
+        second = run_python("-m", "MPUNetCore", *_segment(ct, out, model))
         seconds = time.monotonic() - start
         assert second.returncode == 2, second.stderr
         assert f"the output {out} is being written by process {os.getpid()}" in second.stderr
@@ -289,7 +301,7 @@ def test_a_lock_left_by_a_killed_run_does_not_block_the_next(ct, model, tmp_path
     holder = subprocess.Popen(  # takes the reservation, then is killed with SIGKILL (no cleanup at all)
         [sys.executable, "-c", "import sys, time; from MPUNetCore.output_guard import reserve_output\n"
          f"with reserve_output({str(out)!r}):\n    print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True, env=_env(),
+        stdout=subprocess.PIPE, text=True, env=child_env(),
     )  # fmt: skip
     assert holder.stdout.readline().strip() == "held"
     holder.kill()
@@ -307,7 +319,7 @@ def test_sigterm_mid_run_leaves_no_output_no_lock_no_temporary_file(model, tmp_p
     before = snapshot(tmp_path)
     run = subprocess.Popen(
         [sys.executable, "-m", "MPUNetCore", *_segment(ct, out, model, "--device", "cpu")],
-        stderr=subprocess.PIPE, text=True, env=_env(),
+        stderr=subprocess.PIPE, text=True, env=child_env(),
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while not lock_path_for(out).exists() and run.poll() is None and time.monotonic() < deadline:

@@ -9,12 +9,17 @@ byte-identical and that nothing was written where the user did not ask. Checkpoi
 from __future__ import annotations
 
 import hashlib
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, List
 
 import pytest
 import torch
 
+from Testing.child_env import child_env
 from Training.checkpoints import load_checkpoint, previous_path, save_checkpoint
 from Training.cli import main
 from Training.config import load_config, save_config
@@ -120,3 +125,70 @@ def test_a_failed_save_leaves_the_current_and_previous_checkpoints(tmp_path):
         save_checkpoint(last, {"epoch": 3, "blob": Unsaveable()})
     assert snapshot(tmp_path) == before  # no temporary file, both checkpoints unchanged
     assert load_checkpoint(last)["epoch"] == 2 and load_checkpoint(previous_path(last))["epoch"] == 1
+
+
+# ------------------------------------------------------------------ the same refusals under torchrun
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _two_ranks(tmp_path: Path, *args: str, timeout: float = 120) -> List[subprocess.CompletedProcess]:
+    """Run `mpunet-train train ARGS` as the 2 gloo processes `torchrun --nproc_per_node=2` starts (the
+    same RANK/WORLD_SIZE/MASTER_* environment, without the launcher's own output). A rank still
+    waiting after `timeout` seconds fails the test instead of hanging it."""
+    port = str(_free_port())
+    env = child_env(WORLD_SIZE="2", LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+    command = [sys.executable, "-m", "Training", "train", "--progress", "none", *args]
+    ranks = [
+        subprocess.Popen(
+            command, cwd=tmp_path, env=dict(env, RANK=str(r), LOCAL_RANK=str(r)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for r in range(2)
+    ]
+    deadline = time.monotonic() + timeout
+    results = []
+    for rank in ranks:
+        try:
+            out, err = rank.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            for other in ranks:
+                other.kill()
+            pytest.fail(f"a rank was still waiting after {timeout} s: a refusal did not reach every rank")
+        results.append(subprocess.CompletedProcess(rank.args, rank.returncode, out, err))
+    return results
+
+
+CASES = ["missing data.root", "data.root and phantoms", "nothing to resume", "run exists"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_refusals_under_torchrun_end_every_rank_with_one_line(tmp_path, user_data, case):
+    run = tmp_path / "run"
+    args = ["--config", "phantom_demo", "--run-dir", str(run), "--set", "train.device=cpu"]
+    expected = {
+        "missing data.root": "does not exist or is not a folder",
+        "data.root and phantoms": "never into your data folder",
+        "nothing to resume": "nothing to resume",
+        "run exists": "already holds a run",
+    }[case]
+    if case == "missing data.root":
+        args += ["--set", f"data.root={tmp_path / 'no-such-folder'}", "--set", "data.phantom_cases=0"]
+    elif case == "data.root and phantoms":
+        args += ["--set", f"data.root={user_data}"]
+    elif case == "nothing to resume":
+        args += ["--resume"]
+    else:
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "last.pt").write_bytes(b"an earlier run's checkpoint")
+    before = snapshot(tmp_path)
+    results = _two_ranks(tmp_path, *args)
+    assert [r.returncode for r in results] == [2, 2], [r.stderr[-2000:] for r in results]
+    lines = [line for r in results for line in (r.stdout + r.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("mpunet-train train: error:"), lines
+    assert expected in lines[0]
+    assert snapshot(tmp_path) == before  # nothing written, the earlier run and the user's data intact

@@ -8,8 +8,10 @@ anywhere else in the test's folder. The DICOM cases use the real CT series commi
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import shutil
+import struct
 from pathlib import Path
 from typing import Dict
 
@@ -19,7 +21,7 @@ import SimpleITK as sitk
 
 from MPUNetCore.cli import main
 from Testing.real_data import REAL_CT_DIR
-from Testing.slicer_models import write_phantom, write_tiny_bundle
+from Testing.slicer_models import phantom_ct, save_like, write_tiny_bundle
 
 REAL_SERIES = REAL_CT_DIR
 ORIENTATION = b"1.000000\\0.000000\\0.000000\\0.000000\\1.000000\\0.000000"
@@ -153,6 +155,43 @@ def test_all_zero_direction_says_so_in_words(tiny_model, tmp_path, capfd):
     assert str(source) in line and "direction matrix is singular" in line and "(0 0 0)" not in line
 
 
+
+def write_nifti1(path: Path, srow_x: tuple, sform_code: int = 1) -> Path:
+    """A NIfTI-1 file written by hand (fixed 348-byte header): 10 x 8 x 6 int16 voxels of -500 HU,
+    spacing 0.8 x 0.8 x 2 mm, identity qform, and the given first sform row (srow_y/z are plain)."""
+    header = bytearray(348)
+    struct.pack_into("<i", header, 0, 348)
+    struct.pack_into("<8h", header, 40, 3, 10, 8, 6, 1, 1, 1, 1)  # dim
+    struct.pack_into("<hh", header, 70, 4, 16)  # datatype int16, bitpix
+    struct.pack_into("<8f", header, 76, 1.0, 0.8, 0.8, 2.0, 0, 0, 0, 0)  # pixdim (qfac = 1)
+    struct.pack_into("<f", header, 108, 352.0)  # vox_offset
+    struct.pack_into("<ff", header, 112, 1.0, 0.0)  # scl_slope, scl_inter
+    struct.pack_into("<B", header, 123, 10)  # xyzt_units: mm, s
+    struct.pack_into("<hh", header, 252, 1, sform_code)  # qform_code, sform_code
+    struct.pack_into("<12f", header, 280, *srow_x, 0, 0.8, 0, 0, 0, 0, 2.0, 0)
+    header[344:348] = b"n+1\0"
+    data = bytes(header) + bytes(4) + np.full((6, 8, 10), -500, "<i2").tobytes()
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return path
+
+
+@pytest.mark.parametrize("name", ["shear.nii", "shear.nii.gz"])
+def test_sheared_nifti_sform_is_refused_although_itk_hides_it(name, tiny_model, tmp_path, capfd):
+    source = write_nifti1(tmp_path / name, (0.8, 0.0, 1.0, 0.0))  # x moves 1 mm per 2 mm slice
+    itk_direction = np.reshape(sitk.ReadImage(str(source)).GetDirection(), (3, 3))
+    assert np.allclose(itk_direction.T @ itk_direction, np.eye(3))  # ITK alone would not notice
+    line = refused(capfd, tmp_path, source, tiny_model)
+    assert str(source) in line and "NIfTI sform" in line and "not orthonormal" in line
+    assert "sform_code = 0" in line and "resample" in line
+    # The same hand-written file without the shear is read and segmented: the check is the shear.
+    (tmp_path / "plain").mkdir()
+    plain = write_nifti1(tmp_path / "plain" / name, (0.8, 0.0, 0.0, 0.0))
+    output = tmp_path / "out" / "plain.nii.gz"
+    code, _, err = segment(capfd, plain, output, tiny_model)
+    assert code == 0, err
+    assert sitk.ReadImage(str(output)).GetSpacing() == pytest.approx((0.8, 0.8, 2.0))
+
+
 def test_short_mha_names_the_truncation_not_a_stale_errno(tiny_model, tmp_path, capfd):
     source = write_mha(tmp_path / "short.mha", "TransformMatrix = 1 0 0 0 1 0 0 0 1")
     source.write_bytes(source.read_bytes()[:-300])
@@ -165,25 +204,15 @@ def test_short_mha_names_the_truncation_not_a_stale_errno(tiny_model, tmp_path, 
 
 
 @pytest.fixture
-def phantom(tmp_path) -> sitk.Image:
-    path, _ = write_phantom(tmp_path / "src", seed=4, shape=(12, 40, 40))
-    image = sitk.ReadImage(str(path))
-    shutil.rmtree(tmp_path / "src")
-    return image
-
-
-def save(array: np.ndarray, like: sitk.Image, path: Path) -> Path:
-    image = sitk.GetImageFromArray(array)
-    image.CopyInformation(like)
-    sitk.WriteImage(image, str(path))
-    return path
+def phantom() -> sitk.Image:
+    return phantom_ct()
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_voxels_are_refused_with_their_count(tiny_model, tmp_path, capfd, phantom, bad):
     array = sitk.GetArrayFromImage(phantom).astype(np.float32)
     array[2:4, 5:9, 10:13] = bad  # 2 * 4 * 3 = 24 voxels
-    source = save(array, phantom, tmp_path / "bad.nrrd")
+    source = save_like(array, phantom, tmp_path / "bad.nrrd")
     line = refused(capfd, tmp_path, source, tiny_model)
     assert f"{source} has 24 voxels that are NaN or infinite" in line and "--fill-nonfinite" in line
 
@@ -191,8 +220,8 @@ def test_non_finite_voxels_are_refused_with_their_count(tiny_model, tmp_path, ca
 def test_non_finite_voxels_are_replaced_only_under_the_flag(tiny_model, tmp_path, capfd, phantom):
     array = sitk.GetArrayFromImage(phantom).astype(np.float32)
     array[0, :5, :5] = np.nan
-    source = save(array, phantom, tmp_path / "nan.nrrd")
-    clean = save(np.nan_to_num(array, nan=-1000.0), phantom, tmp_path / "clean.nrrd")
+    source = save_like(array, phantom, tmp_path / "nan.nrrd")
+    clean = save_like(np.nan_to_num(array, nan=-1000.0), phantom, tmp_path / "clean.nrrd")
     outputs = tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"
     code, _, err = segment(capfd, source, outputs[0], tiny_model, "--fill-nonfinite", "-1000")
     assert code == 0 and "replaced 25 NaN/infinite voxels" in err
@@ -214,7 +243,7 @@ def test_volumes_that_are_not_ct_in_hu_are_segmented_with_a_warning(
         "constant": np.full(array.shape, 40, np.int16),
         "huge": np.where(array > 0, 1e30, -1000).astype(np.float32),
     }[kind]
-    source = save(made, phantom, tmp_path / f"{kind}.nrrd")
+    source = save_like(made, phantom, tmp_path / f"{kind}.nrrd")
     output = tmp_path / "labels.nii.gz"
     code, _, err = segment(capfd, source, output, tiny_model)
     warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
@@ -223,7 +252,7 @@ def test_volumes_that_are_not_ct_in_hu_are_segmented_with_a_warning(
 
 
 def test_ct_in_hu_gives_no_warning(tiny_model, tmp_path, capfd, phantom):
-    source = save(sitk.GetArrayFromImage(phantom), phantom, tmp_path / "ct.nrrd")
+    source = save_like(sitk.GetArrayFromImage(phantom), phantom, tmp_path / "ct.nrrd")
     code, _, err = segment(capfd, source, tmp_path / "labels.nii.gz", tiny_model)
     assert code == 0 and "warning" not in err
 
@@ -236,7 +265,7 @@ def test_huge_spacing_is_refused_with_the_numbers_before_allocating(
     tiny_model, tmp_path, capfd, phantom, z_spacing
 ):
     phantom.SetSpacing((1.0, 1.0, z_spacing))
-    source = save(sitk.GetArrayFromImage(phantom), phantom, tmp_path / "spaced.nii.gz")
+    source = save_like(sitk.GetArrayFromImage(phantom), phantom, tmp_path / "spaced.nii.gz")
     # tiny card: 0.5 in-plane, 1 mm slices: 12 slices of z_spacing mm become 12 * z_spacing network slices
     budget = "4M" if z_spacing < 100 else "64G"
     line = refused(capfd, tmp_path, source, tiny_model, "--max-memory", budget)
@@ -266,7 +295,7 @@ def test_running_out_of_memory_ends_in_one_line_naming_the_fix(tiny_model, tmp_p
     import sys
 
     phantom.SetSpacing((1.0, 1.0, 4e4))  # a network grid of about 3 GB
-    source = save(sitk.GetArrayFromImage(phantom), phantom, tmp_path / "far.nrrd")
+    source = save_like(sitk.GetArrayFromImage(phantom), phantom, tmp_path / "far.nrrd")
     output = tmp_path / "labels.nii.gz"
     # --max-memory lets the run start (the budget check would refuse it first: the other tests' business);
     # the 2 GiB address-space cap (a normal run of this phantom fits in it) makes the allocation fail.
@@ -321,7 +350,7 @@ def test_slicer_module_shows_the_same_refusal_naming_the_volume_node(
 
     array = sitk.GetArrayFromImage(phantom).astype(np.float32)
     array[2:4, 5:9, 10:13] = np.nan  # 24 voxels
-    source = save(array, phantom, tmp_path / "nan-ct.nrrd")
+    source = save_like(array, phantom, tmp_path / "nan-ct.nrrd")
     volume = slicer.util.loadVolume(str(source))
     before = slicer.util.arrayFromVolume(volume).copy()
     (tmp_path / "runs").mkdir()
@@ -339,7 +368,7 @@ def test_slicer_module_logs_the_not_ct_warning(slicer_scene, tiny_model, tmp_pat
     import slicer.util
     from MPUNetSegmentationLib.logic import MPUNetLogic
 
-    source = save(
+    source = save_like(
         np.clip(sitk.GetArrayFromImage(phantom), 0, 255).astype(np.uint8), phantom, tmp_path / "u8.nrrd"
     )
     volume = slicer.util.loadVolume(str(source))
@@ -361,7 +390,7 @@ def test_click_worker_refuses_non_finite_voxels_and_keeps_serving(tiny_model, tm
 
     array = sitk.GetArrayFromImage(phantom).astype(np.float32)
     array[0, 0, :7] = np.inf
-    source = save(array, phantom, tmp_path / "region.nrrd")
+    source = save_like(array, phantom, tmp_path / "region.nrrd")
     output = tmp_path / "labels.nrrd"
     out = io.StringIO()
     requests = [{"id": 1, "op": "segment", "input": str(source), "output": str(output)}, {"op": "quit"}]

@@ -27,6 +27,7 @@ SLICER_SIDE |= {"MPUNetSegmentationGui", "Training"}
 TORCH_FREE_CORE = {
     "MPUNetCore",
     "MPUNetCore.cases",
+    "MPUNetCore.dicom_checks",
     "MPUNetCore.evaluation",
     "MPUNetCore.inference.settings",
     "MPUNetCore.metrics",
@@ -34,6 +35,7 @@ TORCH_FREE_CORE = {
     "MPUNetCore.networks.registry",
     "MPUNetCore.phantom",
     "MPUNetCore.registry",
+    "MPUNetCore.volume_checks",
 }
 
 _PROBE = r"""

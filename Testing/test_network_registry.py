@@ -90,14 +90,13 @@ def test_a_registered_network_is_usable_by_cards_and_bundles() -> None:
 
 
 def test_training_config_uses_the_registry() -> None:
-    from Training.config import defaults
+    from Training.config import Config
     from Training.models import architecture
 
-    config = defaults()
-    config["model"].update(network="UNet", final_channels=4)
+    config = Config().merged({"model": {"network": "UNet", "final_channels": 4}}, "test")
     record = architecture(config)
     assert record["network"] == "UNet" and "preset" not in record
     assert record["overrides"] == {"final_channels": 4}
-    config["model"].update(network="MPUNet")
+    config = config.merged({"model": {"network": "MPUNet"}}, "test")
     with pytest.raises(ValueError, match="model.final_channels = 4: MPUNet takes no 'final_channels'"):
         architecture(config)

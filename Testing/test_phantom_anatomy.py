@@ -7,8 +7,6 @@ by a few HU for partial-volume blur. Timing lives in benchmarks/bench_phantom.py
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -18,8 +16,9 @@ from MPUNetCore.phantoms.folder import case_seed
 from MPUNetCore.phantoms.geometry import draw_scanner
 from MPUNetCore.phantoms.lesions import draw_count
 from MPUNetCore.volume_io import VolumeError
+from Testing.real_data import REAL_CT_DIR
 
-REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real" / "dcmqi-liver-ct-3slice"
+REAL = REAL_CT_DIR
 WIDE = dict(shape=(48, 128, 128), spacing=(3.2, 3.2, 12.0))  # 410 x 410 x 576 mm: chest to pelvis
 # median HU inside the organ per phase (published adult ranges, +-8 HU for blur)
 FAT = (-125, -75)
@@ -132,8 +131,8 @@ def test_anatomy_in_lps():
             hearts += 1
             assert _centroid(case, t == TISSUES["heart"])[2] > liver[2] + 30, seed
         assert _centroid(case, t == TISSUES["csf"])[1] > liver[1], seed
-        if REAL.exists():  # the real CT has its liver on the same side of the midline
-            assert np.sign(_real_liver_side()) == np.sign(liver[0] - midline)
+        # the real CT has its liver on the same side of the midline
+        assert np.sign(_real_liver_side()) == np.sign(liver[0] - midline)
     assert hearts >= 2
 
 

@@ -10,32 +10,23 @@ keeps existing outputs unless ``--overwrite``. Nothing is mocked (a tiny real U-
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from Testing.child_env import run_python
 from Testing.slicer_models import TINY_CLASSES, write_phantom, write_tiny_bundle
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "MPUNetSegmentation" / "Scripts" / "mpunet_batch.py"
 
 
-def _env() -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    return env
-
-
 def _run(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, *map(str, args)], capture_output=True, text=True, env=_env(), cwd=cwd, timeout=600
-    )
+    return run_python(*args, cwd=cwd, timeout=600)  # the batch segments whole volumes
 
 
 @pytest.fixture(scope="module")

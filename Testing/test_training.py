@@ -7,7 +7,6 @@ and tiny patches; one training process is killed with SIGKILL and resumed.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -20,6 +19,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from Testing.child_env import child_env
 from Training.config import ConfigError, load_config, save_config
 from Training.data import discover_pairs, split_cases
 
@@ -60,13 +60,6 @@ window = [16, 0, 0]
 """
 
 
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
 @pytest.fixture(scope="module")
 def lits_dir(tmp_path_factory) -> Path:
     """Six phantom cases in the LiTS naming, plus a pair on different grids and an unpaired volume."""
@@ -98,10 +91,10 @@ def test_bundled_configs_load_and_build(tmp_path):
     for name in CONFIGS:
         config = load_config(name, [f"data.root={tmp_path}"])
         model = build_network(architecture(config))
-        for size in (*config["train"]["patch"], *(w for w in config["inference"]["window"] if w)):
+        for size in (*config.train.patch, *(w for w in config.inference.window if w)):
             assert size % model.input_multiple == 0, (name, size)
     demo = load_config("phantom_demo")
-    assert demo["data"]["phantom_cases"] > 0 and demo["data"]["task"] == "liver_tumor"
+    assert demo.data.phantom_cases > 0 and demo.data.task == "liver_tumor"
 
 
 def test_overrides_are_typed_and_validated(tmp_path):
@@ -112,10 +105,10 @@ def test_overrides_are_typed_and_validated(tmp_path):
         [f"data.root={tmp_path}", "train.epochs=7", "train.lr=3e-4", "train.patch=16,32,32",
          "preprocessing.slice_spacing=none", "inference.postprocess=false", "model.channels=[4, 8, 16, 32]"],
     )  # fmt: skip
-    assert config["train"]["epochs"] == 7 and isinstance(config["train"]["epochs"], int)
-    assert config["train"]["lr"] == pytest.approx(3e-4) and config["train"]["patch"] == [16, 32, 32]
-    assert config["preprocessing"]["slice_spacing"] is None and config["inference"]["postprocess"] is False
-    assert config["model"]["channels"] == [4, 8, 16, 32]
+    assert config.train.epochs == 7 and isinstance(config.train.epochs, int)
+    assert config.train.lr == pytest.approx(3e-4) and config.train.patch == (16, 32, 32)
+    assert config.preprocessing.slice_spacing is None and config.inference.postprocess is False
+    assert config.model.channels == (4, 8, 16, 32)
     saved = save_config(config, tmp_path / "resolved.toml")  # the round trip is exact
     assert load_config(saved) == config
     with pytest.raises(ConfigError, match="valid keys of \\[train\\]: epochs, batch_size"):
@@ -189,13 +182,13 @@ class _ArrayCase:
 
 
 def test_tumor_prob_steers_foreground_patches_to_tumours():
-    from Training.config import defaults
+    from Training.config import AugmentConfig
     from Training.sampling import PatchSampler
 
     label = np.zeros((32, 64, 64), np.uint8)
     label[2:30, 4:60, 4:60] = 1
     label[24:27, 50:54, 50:54] = 2  # one small tumour in a corner of a large liver
-    augment = dict(defaults()["augment"], flip_prob=0.0, rotate_prob=0.0, intensity_prob=0.0)
+    augment = AugmentConfig(flip_prob=0.0, rotate_prob=0.0, intensity_prob=0.0)
 
     def tumour_share(tumor_prob: float) -> float:
         sampler = PatchSampler(
@@ -239,7 +232,7 @@ def test_train_kill_resume_evaluate_export_report(lits_dir, tmp_path):
     child = subprocess.Popen(
         [sys.executable, "-m", "Training", "train", "--config", str(config_file),
          "--run-dir", str(killed_dir), "--progress", "none"],
-        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     _wait_and_kill(child, killed_dir / "metrics.csv", rows=2)
     assert child.returncode == -signal.SIGKILL, child.stdout.read().decode()[-2000:]
@@ -370,7 +363,7 @@ def test_ddp_two_processes_on_cpu(lits_dir, tmp_path):
     options = ["--run-dir", str(run), "--progress", "none", "--set", "data.split=3,2,1"]  # 2 val cases
     result = subprocess.run(
         [sys.executable, *command, "--config", str(config_file), *options],
-        cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=400,
+        cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=400,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     info = json.loads((run / "run_info.json").read_text())
@@ -414,7 +407,7 @@ def test_phantom_demo_generates_anatomical_phantoms_into_the_given_folder(tmp_pa
 
     overrides = ["data.phantom_cases=2", "data.phantom_shape=12,64,64", "data.phantom_slabs=0.5"]
     config = load_config("phantom_demo", overrides)
-    assert config["data"]["phantom_generator"] == "anatomical"
+    assert config.data.phantom_generator == "anatomical"
     make_phantoms(config, tmp_path / "run" / "phantoms")
     expected = anatomical(
         tmp_path / "ref", 2, seed=0, shape=(12, 64, 64), synthseg_fraction=0.1, slab_fraction=0.5

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from MPUNetCore.fileutils import atomic_output
 from MPUNetCore.inference import Preprocessing, to_network_space
 
+from .config import Config
 from .data import CasePair, check_geometry
 
 CACHE_FORMAT = 1
@@ -64,16 +65,16 @@ class CachedCase:
             return {"liver": data["liver"], "tumor": data["tumor"]}
 
 
-def preprocessing_from_config(config: Dict[str, Any]) -> Preprocessing:
+def preprocessing_from_config(config: Config) -> Preprocessing:
     """The inference engine's `Preprocessing` described by the config's [preprocessing] section."""
-    prep = config["preprocessing"]
-    ts = prep["target_spacing"]
+    prep = config.preprocessing
+    ts = prep.target_spacing
     return Preprocessing(
-        hu_window=tuple(prep["hu_window"]),
-        scale=prep["scale"],
-        inplane_factor=None if ts else prep["inplane_factor"],
+        hu_window=tuple(prep.hu_window),
+        scale=prep.scale,
+        inplane_factor=None if ts else prep.inplane_factor,
         target_spacing=tuple(ts) if ts else None,
-        slice_spacing=prep["slice_spacing"],
+        slice_spacing=prep.slice_spacing,
     )
 
 

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
+from MPUNetCore.allocator import reexec_with_tuned_allocator
+
 from .config import ConfigError, load_config
 
 EXAMPLES = """examples:
@@ -89,8 +91,7 @@ def _train(args: argparse.Namespace) -> int:
         raise ConfigError("give --config CONFIG (or --resume --run-dir RUN to continue a run)")
     else:
         config = load_config(args.config, args.overrides)
-    exp = config["experiment"]
-    run_dir = args.run_dir or Path(exp["output_dir"]) / exp["name"]
+    run_dir = args.run_dir or Path(config.experiment.output_dir) / config.experiment.name
     train(config, run_dir, resume=args.resume, overwrite=args.overwrite, progress=args.progress)
     print(f"run folder: {run_dir}")
     return 0
@@ -130,6 +131,8 @@ def _report(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the command line; user errors end in one line on stderr and exit code 2."""
+    if argv is None:  # a process of its own: run with the allocator set-up (once; see MPUNetCore.allocator)
+        reexec_with_tuned_allocator()
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args) or 0)
@@ -137,7 +140,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("mpunet-train: interrupted (checkpoints are atomic: continue with --resume)", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, FileExistsError) as error:
-        print(f"mpunet-train {args.command}: error: {error}", file=sys.stderr)
+        if not getattr(error, "said_by_rank_zero", False):  # under torchrun, rank 0 speaks for all
+            print(f"mpunet-train {args.command}: error: {error}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as error:  # torch.OutOfMemoryError is a RuntimeError
         from MPUNetCore.memory import is_out_of_memory

@@ -5,12 +5,21 @@ from __future__ import annotations
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any, List
+from typing import Any, Callable, List, TypeVar
 
 import torch
 import torch.distributed as dist
 
 from MPUNetCore.inference import select_device
+
+T = TypeVar("T")
+
+
+class StoppedByMainProcess(ValueError):
+    """Rank 0 refused the run and printed why; this process stops with the same exit code, silently."""
+
+    #: the command line prints nothing for it (rank 0's message is the one line the user sees)
+    said_by_rank_zero = True
 
 
 @dataclass
@@ -90,3 +99,36 @@ def broadcast(ctx: Context, value: Any) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def on_main(ctx: Context, work: Callable[[], T]) -> T:
+    """Run `work` on rank 0 only and give every process its result, or its refusal.
+
+    Rank-0-only work followed by a collective call (a barrier) leaves the other processes waiting
+    until the group's timeout when rank 0 raises; here the outcome is broadcast first, so that a bad
+    config under `torchrun` ends on every process at once.
+
+    Args:
+        ctx: this process's place in the run.
+        work: what rank 0 does; its result must be picklable.
+
+    Returns:
+        Rank 0's result, on every process.
+
+    Raises:
+        Exception: on rank 0, whatever `work` raised; on the others :class:`StoppedByMainProcess`.
+    """
+    if not ctx.enabled:
+        return work()
+    result, failure, error = None, None, None
+    if ctx.main:
+        try:
+            result = work()
+        except Exception as caught:  # every process must hear of it, whatever it is
+            error, failure = caught, f"rank 0 stopped the run: {caught}"
+    result, failure = broadcast(ctx, (result, failure))
+    if error is not None:
+        raise error
+    if failure is not None:
+        raise StoppedByMainProcess(failure)
+    return result

@@ -71,7 +71,7 @@ def evaluate_run(
     names = record[split]
     if not names:
         raise ValueError(f"the {split} split of {run.root} is empty (data.split gives it no cases)")
-    dev = select_device(device or config["train"]["device"])
+    dev = select_device(device or config.train.device)
     model = load_model(run, config, checkpoint).to(dev)
     prep = preprocessing_from_config(config)
     settings = inference_settings(config, dev)
@@ -85,7 +85,7 @@ def evaluate_run(
         accumulator.add(
             name,
             prediction,
-            task_labels(label.array, config["data"]["task"]),
+            task_labels(label.array, config.data.task),
             spacing=tuple(reversed(image.spacing)),
         )
         bar(done, len(names))
@@ -104,10 +104,10 @@ def evaluate_run(
             "inference": {
                 k: str(v) for k, v in card_settings(config).to_dict().items() if k in CARD_SETTINGS
             },
-            "tta": config["inference"]["tta"],
+            "tta": config.inference.tta,
         },
     )
-    text = markdown_report(config["experiment"]["name"], split, rows, summary)
+    text = markdown_report(config.experiment.name, split, rows, summary)
     (run.evaluation / f"{split}.md").write_text(text, encoding="utf-8")
     print(f"wrote {run.evaluation}/{split}_cases.csv, {split}_summary.csv and {split}.md", file=sys.stderr)
     return text

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 from MPUNetCore import __version__
 from MPUNetCore.bundle import ModelCard, SegmentClass, save_bundle
 from MPUNetCore.fileutils import check_writable
-from MPUNetCore.output_guard import input_files, refuse_outputs_onto_inputs, reserve_outputs
+from MPUNetCore.output_guard import refuse_outputs_onto_inputs, reserve_outputs
 
 from .cache import preprocessing_from_config
 from .config import Config, load_config
@@ -32,7 +32,7 @@ CLASS_COLORS = {
 
 def segment_classes(config: Config) -> List[SegmentClass]:
     """The card's classes: Background, Liver and (liver_tumor task) Liver tumor, with colours."""
-    names = ["Background", "Liver"] + (["Liver tumor"] if config["data"]["task"] == "liver_tumor" else [])
+    names = ["Background", "Liver"] + (["Liver tumor"] if config.data.task == "liver_tumor" else [])
     return [SegmentClass(i, n, list(CLASS_COLORS[n])) for i, n in enumerate(names)]
 
 
@@ -53,10 +53,10 @@ def build_card(run: RunFolder, config: Config, name: str) -> ModelCard:
     times = [r[TRAIN_TIME] for r in history if isinstance(r.get(TRAIN_TIME), float)]
     info = json.loads(run.info.read_text(encoding="utf-8")) if run.info.exists() else {}
     training: Dict[str, Any] = {
-        "experiment": config["experiment"]["name"],
-        "task": config["data"]["task"],
-        "data": config["data"]["root"]
-        or f"{config['data']['phantom_cases']} generated phantoms (seed {config['data']['phantom_seed']})",
+        "experiment": config.experiment.name,
+        "task": config.data.task,
+        "data": config.data.root
+        or f"{config.data.phantom_cases} generated phantoms (seed {config.data.phantom_seed})",
         "split": {p: len(split[p]) for p in SPLIT_PARTS},
         "split_seed": split.get("seed"),
         "epochs": len(history),
@@ -64,7 +64,7 @@ def build_card(run: RunFolder, config: Config, name: str) -> ModelCard:
         "mean_train_time_per_epoch_s": round(sum(times) / len(times), 2) if times else None,
         "device": info.get("device"),
         "parameters": info.get("parameters"),
-        "config": config,
+        "config": config.to_dict(),
     }
     metrics: Dict[str, Any] = {
         "validation_best_epoch": _clean({k: v for k, v in best["metrics"].items() if k.startswith("val_")})
@@ -79,7 +79,7 @@ def build_card(run: RunFolder, config: Config, name: str) -> ModelCard:
         preprocessing=preprocessing_from_config(config).to_dict(),
         inference=card_settings(config),
         version=__version__,
-        description=config["experiment"]["description"] or f"{name}, trained with mpunet-train",
+        description=config.experiment.description or f"{name}, trained with mpunet-train",
         training=training,
         metrics=metrics,
     )
@@ -95,12 +95,12 @@ def export_run(
     run = RunFolder(run_dir)
     run.require(run.config, run.best, run.split)
     config = load_config(run.config)
-    name = name or config["experiment"]["name"]
+    name = name or config.experiment.name
     path = Path(output) if output else run.export / f"{name}.json"
     if path.suffix != ".json":
         raise ValueError(f"--output {path}: give the card's path, ending in .json (the weights go beside it)")
     outputs = [path, path.with_suffix(".pt")]
-    refuse_outputs_onto_inputs(outputs, run_inputs(run))
+    refuse_outputs_onto_inputs(outputs, run.inputs())
     for target in outputs:  # refuse before the (slow) model loading
         check_writable(target, overwrite)
     with reserve_outputs(outputs):  # a second export to the same bundle refuses at once
@@ -108,8 +108,3 @@ def export_run(
         model = load_model(run, config, "best")
         return save_bundle(model, card, path, overwrite=overwrite)
 
-
-def run_inputs(run: RunFolder) -> List[Path]:
-    """The files of a run folder that export reads or that the run needs later (never export outputs)."""
-    files = [run.config, run.split, run.data_report, run.info, run.metrics, run.val_cases, run.last, run.best]
-    return files + input_files([run.evaluation] if run.evaluation.is_dir() else [])

@@ -18,6 +18,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from MPUNetCore.output_guard import refuse_outputs_onto_inputs
+
 from . import plots
 from .config import load_config
 from .evaluate import markdown_table, read_summary
@@ -83,9 +85,9 @@ def load_run(path: Path) -> RunRecord:
     run = RunFolder(path)
     run.require(run.config, run.metrics)
     config = load_config(run.config)
-    classes = ["liver", "tumor"] if config["data"]["task"] == "liver_tumor" else ["liver"]
+    classes = ["liver", "tumor"] if config.data.task == "liver_tumor" else ["liver"]
     info = json.loads(run.info.read_text(encoding="utf-8")) if run.info.exists() else {}
-    record = RunRecord(config["experiment"]["name"], run, classes, read_csv(run.metrics), info)
+    record = RunRecord(config.experiment.name, run, classes, read_csv(run.metrics), info)
     record.test = read_summary(run, "test")
     cases = run.evaluation / "test_cases.csv"
     if cases.exists():
@@ -105,6 +107,8 @@ def make_report(run_dirs: Sequence[Path], output: Path) -> Path:
     runs = [load_run(Path(d)) for d in run_dirs]
     _unique_names(runs)
     output = Path(output)
+    inputs = [path for r in runs for path in r.folder.inputs() + sorted(r.folder.export.glob("*"))]
+    refuse_outputs_onto_inputs([output, *report_files(runs, output)], inputs)
     output.mkdir(parents=True, exist_ok=True)
     classes = [c for c in ("liver", "tumor") if any(c in r.classes for r in runs)]
     table_rows: List[Dict[str, Any]] = []
@@ -125,6 +129,25 @@ def make_report(run_dirs: Sequence[Path], output: Path) -> Path:
     report = output / "report.md"
     report.write_text("\n".join(md), encoding="utf-8")
     return report
+
+
+def report_files(runs: Sequence[RunRecord], output: Path) -> List[Path]:
+    """Every file a report of `runs` may write into `output` (a superset: some figures need data).
+
+    Args:
+        runs: the loaded runs, with their final (unique) names.
+        output: the report folder.
+
+    Returns:
+        The paths, checked against the runs' files before anything is written.
+    """
+    names = ["report.md", "tables.csv"]
+    for r in runs:
+        kinds = ("curves", "boxplots", "bars")
+        names += [f"{_slug(r.name)}_{c}_{kind}.png" for c in r.classes for kind in kinds]
+    for c in ("liver", "tumor"):
+        names += [f"{kind}_{c}.png" for kind in ("convergence", "compare", "radar", "test_boxplots")]
+    return [output / name for name in names]
 
 
 def _run_sections(runs: List[RunRecord], output: Path, table_rows: List[Dict[str, Any]]) -> List[str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
 from MPUNetCore.fileutils import atomic_output
+from MPUNetCore.output_guard import input_files
 
 
 class RunFolder:
@@ -29,6 +30,16 @@ class RunFolder:
         self.evaluation = self.root / "evaluation"
         self.export = self.root / "export"
         self.tensorboard = self.root / "tensorboard"
+
+    def inputs(self) -> List[Path]:
+        """The files of the run that export and report read or that the run needs later.
+
+        Commands that write next to a run check their outputs against these
+        (`MPUNetCore.output_guard.refuse_outputs_onto_inputs`); the export folder is not among them.
+        """
+        files = [self.config, self.split, self.data_report, self.info, self.metrics, self.val_cases]
+        files += [self.last, self.best]
+        return files + input_files([self.evaluation] if self.evaluation.is_dir() else [])
 
     def require(self, *paths: Path) -> None:
         """FileNotFoundError naming the missing file and what produces it."""

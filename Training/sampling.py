@@ -10,7 +10,7 @@ a run with several workers see exactly the same patches.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .cache import CachedCase
+from .config_sections import AugmentConfig
 
 
 def epoch_plan(num_cases: int, num_samples: int, seed: int, epoch: int, multiple: int = 1) -> List[int]:
@@ -63,7 +64,7 @@ class PatchSampler:
         cases: Sequence[CachedCase],
         patch: Sequence[int],
         task: str,
-        augment: Dict[str, Any],
+        augment: AugmentConfig,
         foreground_prob: float,
         pad_value: float,
         seed: int,
@@ -72,7 +73,7 @@ class PatchSampler:
         self.cases = list(cases)
         self.tumor_prob = float(tumor_prob)
         self.patch = tuple(int(p) for p in patch)
-        self.task, self.augment = task, dict(augment)
+        self.task, self.augment = task, augment
         self.foreground_prob, self.pad_value, self.seed = float(foreground_prob), float(pad_value), int(seed)
         self._arrays: Dict[int, Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]]] = {}
 
@@ -129,16 +130,16 @@ class PatchSampler:
     def _flip(
         self, rng: np.random.Generator, img: np.ndarray, lab: np.ndarray
     ) -> Tuple[np.ndarray, np.ndarray]:
-        for axis in self.augment["flip_axes"]:
-            if rng.random() < self.augment["flip_prob"]:
+        for axis in self.augment.flip_axes:
+            if rng.random() < self.augment.flip_prob:
                 img, lab = np.flip(img, axis), np.flip(lab, axis)
         return img, lab
 
     def _rotate(
         self, rng: np.random.Generator, x: torch.Tensor, y: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        degrees = self.augment["rotate_degrees"]
-        if degrees <= 0 or rng.random() >= self.augment["rotate_prob"]:
+        degrees = self.augment.rotate_degrees
+        if degrees <= 0 or rng.random() >= self.augment.rotate_prob:
             return x, y
         angle = math.radians(rng.uniform(-degrees, degrees))
         d, h, w = x.shape
@@ -158,13 +159,13 @@ class PatchSampler:
 
     def _intensity(self, rng: np.random.Generator, x: torch.Tensor) -> torch.Tensor:
         aug = self.augment
-        if rng.random() >= aug["intensity_prob"]:
+        if rng.random() >= aug.intensity_prob:
             return x
-        scale = 1.0 + rng.uniform(-aug["intensity_scale"], aug["intensity_scale"])
-        shift = rng.uniform(-aug["intensity_shift"], aug["intensity_shift"])
+        scale = 1.0 + rng.uniform(-aug.intensity_scale, aug.intensity_scale)
+        shift = rng.uniform(-aug.intensity_shift, aug.intensity_shift)
         x = x * scale + shift
-        if aug["noise_std"] > 0:
-            std = rng.uniform(0.0, aug["noise_std"])
+        if aug.noise_std > 0:
+            std = rng.uniform(0.0, aug.noise_std)
             noise = rng.standard_normal(tuple(x.shape), dtype=np.float32)
             x = x + torch.from_numpy(noise) * std
         return x

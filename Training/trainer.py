@@ -48,7 +48,7 @@ __all__ = ["load_checkpoint", "save_checkpoint", "start_run", "train"]
 
 
 def _amp_dtype(config: Config, device: torch.device) -> Optional[torch.dtype]:
-    amp = config["train"]["amp"]
+    amp = config.train.amp
     if amp == "float32" or (amp == "auto" and device.type != "cuda"):
         return None
     if amp == "auto":
@@ -102,7 +102,7 @@ def train(
     Launched as one process, or by `torchrun --nproc_per_node=N` (DDP: the epoch's patches are
     sharded over the processes, and so are the validation cases; rank 0 writes every file).
     """
-    ctx = distributed.setup(config["train"]["device"])
+    ctx = distributed.setup(config.train.device)
     threads = torch.get_num_threads()
     try:
         return _train(config, RunFolder(run_dir), ctx, resume, overwrite, progress if ctx.main else "none")
@@ -136,11 +136,11 @@ def _train(
     state = _on_train_start(config, run, ctx, resume, overwrite)
     data = prepare_data(config, run, ctx, progress)
     session = _build_session(config, run, ctx, data, state)
-    epochs = config["train"]["epochs"]
+    epochs = config.train.epochs
     for epoch in range(session.start_epoch, epochs):
         t0 = time.perf_counter()
         row = _train_step(session, config, ctx, epoch, progress)
-        if (epoch + 1) % config["train"]["val_every"] == 0 or epoch + 1 == epochs:
+        if (epoch + 1) % config.train.val_every == 0 or epoch + 1 == epochs:
             row.update(_validation_step(session, data, config, run, ctx, epoch, progress))
         row[EPOCH_TIME] = time.perf_counter() - t0
         if ctx.main:
@@ -154,16 +154,14 @@ def _on_train_start(
     config: Config, run: RunFolder, ctx: distributed.Context, resume: bool, overwrite: bool
 ) -> Optional[Dict[str, Any]]:
     """Prepare the run folder and torch; returns the checkpoint to resume from (None: a new run)."""
-    if ctx.main:
-        start_run(config, run, resume, overwrite)
-    distributed.barrier(ctx)
+    distributed.on_main(ctx, lambda: start_run(config, run, resume, overwrite))  # refusals reach every rank
     state = load_checkpoint(run.last) if resume else None  # a damaged checkpoint fails before any work
-    train_cfg = config["train"]
-    if train_cfg["threads"]:
-        torch.set_num_threads(train_cfg["threads"])
+    train_cfg = config.train
+    if train_cfg.threads:
+        torch.set_num_threads(train_cfg.threads)
     if ctx.device.type == "cuda":
-        torch.backends.cudnn.benchmark = not train_cfg["deterministic"]
-        torch.backends.cudnn.deterministic = train_cfg["deterministic"]
+        torch.backends.cudnn.benchmark = not train_cfg.deterministic
+        torch.backends.cudnn.deterministic = train_cfg.deterministic
     return state
 
 
@@ -174,16 +172,16 @@ def _build_session(
     model = make_network(config).to(ctx.device, memory_format=memory_format(config))
     optimizer = make_optimizer(config, model)
     amp = _amp_dtype(config, ctx.device)
-    prep, train_cfg = config["preprocessing"], config["train"]
+    prep, train_cfg = config.preprocessing, config.train
     sampler = PatchSampler(
         data.parts["train"],
-        train_cfg["patch"],
-        config["data"]["task"],
-        config["augment"],
-        train_cfg["foreground_prob"],
-        prep["hu_window"][0] / prep["scale"],
-        config["experiment"]["seed"],
-        tumor_prob=train_cfg["tumor_prob"],
+        train_cfg.patch,
+        config.data.task,
+        config.augment,
+        train_cfg.foreground_prob,
+        prep.hu_window[0] / prep.scale,
+        config.experiment.seed,
+        tumor_prob=train_cfg.tumor_prob,
     )
     session = _Session(
         model=model,
@@ -238,7 +236,7 @@ def _train_step(
     session: _Session, config: Config, ctx: distributed.Context, epoch: int, progress: str
 ) -> Dict[str, Any]:
     """One epoch of training and the schedule's step; the start of the epoch's metrics row."""
-    seed_epoch(config["experiment"]["seed"], epoch, ctx.rank)
+    seed_epoch(config.experiment.seed, epoch, ctx.rank)
     t0, cpu0 = time.perf_counter(), time.process_time()
     row: Dict[str, Any] = {EPOCH: epoch + 1, "lr": session.optimizer.param_groups[0]["lr"]}
     row.update(
@@ -290,7 +288,7 @@ def _on_epoch_end(
     session: _Session, config: Config, run: RunFolder, row: Dict[str, Any], epochs: int
 ) -> None:
     """Rank 0: keep the best model, log the row, write the `last` checkpoint, print the epoch."""
-    metric, epoch = config["train"]["best_metric"], row[EPOCH]
+    metric, epoch = config.train.best_metric, row[EPOCH]
     value = best_value(row, metric)
     if value == value and value > session.best["value"]:  # NaN never wins
         session.best = {"value": value, "epoch": epoch}
@@ -337,26 +335,26 @@ def _train_epoch(
     progress: str,
 ) -> Dict[str, float]:
     """One epoch over this process's share of the patches; returns the epoch's training metrics."""
-    train_cfg = config["train"]
+    train_cfg = config.train
     plan = epoch_plan(
         len(sampler.cases),
-        train_cfg["samples_per_epoch"],
+        train_cfg.samples_per_epoch,
         sampler.seed,
         epoch,
-        multiple=ctx.world * train_cfg["batch_size"],
+        multiple=ctx.world * train_cfg.batch_size,
     )
     patches = EpochPatches(sampler, epoch, plan, ctx.rank, ctx.world)
     loader = DataLoader(
         patches,
-        batch_size=train_cfg["batch_size"],
+        batch_size=train_cfg.batch_size,
         shuffle=False,
-        num_workers=train_cfg["workers"],
+        num_workers=train_cfg.workers,
         pin_memory=ctx.device.type == "cuda",
     )
     net.train()
     confusion = PatchConfusion(classes_of(config), fuse=predicted_by(config))
     sums = [0.0, 0.0, 0.0, 0.0]  # loss, tversky, ce, steps
-    bar = ProgressBar(f"epoch {epoch + 1}/{train_cfg['epochs']}", progress)
+    bar = ProgressBar(f"epoch {epoch + 1}/{train_cfg.epochs}", progress)
     autocast = torch.autocast(ctx.device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
     layout = memory_format(config)
     for step, (x, y) in enumerate(loader, 1):
@@ -368,9 +366,9 @@ def _train_epoch(
         parts = loss_fn.components(outputs, y)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(parts["loss"]).backward()
-        if train_cfg["grad_clip"] > 0:
+        if train_cfg.grad_clip > 0:
             scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(net.parameters(), train_cfg["grad_clip"])
+            torch.nn.utils.clip_grad_norm_(net.parameters(), train_cfg.grad_clip)
         scaler.step(optimizer)
         scaler.update()
         for i, key in enumerate(("loss", "tversky", "ce")):

@@ -28,21 +28,21 @@ CARD_SETTINGS = ("window", "overlap", "blending", "batch_size")
 def card_settings(config: Config) -> InferenceSettings:
     """The settings an exported model card prescribes: the [inference] window, overlap, blending and
     batch size (TTA, post-processing and the device stay the user's choice)."""
-    inf = config["inference"]
+    inf = config.inference.to_dict()
     return InferenceSettings.from_dict({k: inf[k] for k in CARD_SETTINGS}, source="config [inference]")
 
 
 def inference_settings(config: Config, device: Any = "auto") -> InferenceSettings:
     """The settings `evaluate` runs with: the card's, plus the [inference] section's post-processing
     and TTA, on ``device``."""
-    inf = config["inference"]
-    return card_settings(config).replace(postprocess=inf["postprocess"], tta=inf["tta"], device=str(device))
+    inf = config.inference
+    return card_settings(config).replace(postprocess=inf.postprocess, tta=inf.tta, device=str(device))
 
 
 def identity_preprocessing(config: Config) -> Preprocessing:
     """A `Preprocessing` that leaves cached network-space arrays as they are (air pads as -1)."""
-    lo, hi = config["preprocessing"]["hu_window"]
-    scale = config["preprocessing"]["scale"]
+    lo, hi = config.preprocessing.hu_window
+    scale = config.preprocessing.scale
     return Preprocessing(
         hu_window=(lo / scale, hi / scale), scale=1.0, inplane_factor=1.0, slice_spacing=None
     )
@@ -80,14 +80,14 @@ def validate(
     classes = classes_of(config)
     prep = identity_preprocessing(config)
     # as `evaluate`, but without TTA (that is for `evaluate` only) and in the training precision
-    settings = inference_settings(config, device).replace(tta=False, precision=config["train"]["amp"])
-    limit = config["inference"]["max_val_cases"] or len(cases)
+    settings = inference_settings(config, device).replace(tta=False, precision=config.train.amp)
+    limit = config.inference.max_val_cases or len(cases)
     selected = list(cases[:limit])
     mine, share = DiceAccumulator(classes), selected[rank::world]
     for done, case in enumerate(share, 1):
         image = np.asarray(case.image())
         prediction = segment(image, case.spacing, model, prep, settings)
-        reference = task_labels(case.label(), config["data"]["task"])
+        reference = task_labels(case.label(), config.data.task)
         mine.add(case.name, prediction, reference, spacing=tuple(reversed(case.spacing)))
         if progress is not None:
             progress(done, len(share))

@@ -1,6 +1,6 @@
 """Segment the real 3-slice CT with a model and measure its liver Dice; optionally draw the result.
 
-The CT is ``../shared/data/real/dcmqi-liver-ct-3slice`` (three axial slices, 0.81 mm pixels, 1 mm apart;
+The CT is ``Testing/data/dcmqi-liver-ct-3slice`` (three axial slices, 0.81 mm pixels, 1 mm apart;
 its liver segmented semi-automatically in 3D Slicer: ``liver_seg.nrrd``). It has no tumour, so every
 tumour voxel the model finds is a false positive (reported as a count). Three slices are far too little
 to rate a model: the Dice is a sanity check that the model finds the liver in a real scan, and the
@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-REAL = ROOT / ".." / "shared" / "data" / "real" / "dcmqi-liver-ct-3slice"
+REAL = ROOT / "Testing" / "data" / "dcmqi-liver-ct-3slice"
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

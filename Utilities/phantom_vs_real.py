@@ -1,6 +1,6 @@
 """Draw ``docs/phantom-vs-real.png``: anatomical phantom slices beside the real CT slice, same window.
 
-The real CT is the 3-slice abdominal series of ``../shared/data/real/dcmqi-liver-ct-3slice`` (0.81 mm
+The real CT is the 3-slice abdominal series of ``Testing/data/dcmqi-liver-ct-3slice`` (0.81 mm
 pixels). The phantoms are generated on the same 512x512 grid at 1 mm slices, one per contrast phase
 plus a randomised-HU case, and the slice shown is where the phantom's liver is largest (near the dome,
 like the real slice). All panels use the same window (W400/L40 by default); red is the liver label,
@@ -20,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-REAL = ROOT / ".." / "shared" / "data" / "real" / "dcmqi-liver-ct-3slice"
+REAL = ROOT / "Testing" / "data" / "dcmqi-liver-ct-3slice"
 PHASES = ("non_contrast", "arterial", "portal_venous", "delayed", "portal_venous")
 
 

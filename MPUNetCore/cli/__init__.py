@@ -9,6 +9,7 @@ import threading
 from typing import List, Optional
 
 from MPUNetCore import __version__
+from MPUNetCore.allocator import reexec_with_tuned_allocator
 from MPUNetCore.cli import demo, evaluate, models, phantom, segment
 
 COMMANDS = (segment, evaluate, phantom, models, demo)
@@ -34,6 +35,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     User errors (bad paths, bad files, unknown models) end in one line on stderr and exit code 2;
     an interrupted run exits 130 (143 for SIGTERM) and leaves no partial output.
     """
+    if argv is None:  # a process of its own: run with the allocator set-up (once; see MPUNetCore.allocator)
+        reexec_with_tuned_allocator()
     args = build_parser().parse_args(argv)
     previous = _catch_sigterm()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from MPUNetCore.cli.progress import ProgressBar
 from MPUNetCore.inference.settings import InferenceSettings
 from MPUNetCore.model_card import ModelCard
 from MPUNetCore.output_guard import LABEL_MAP_FORMATS
+from MPUNetCore.profiling import Profiler
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,15 +46,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         choices=LABEL_MAP_FORMATS,
         help="file format of outputs written into a folder (default .nii.gz)",
     )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace existing outputs (never an input)"
-    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (never an input)")
     add_input_options(parser)
     parser.add_argument(
         "--progress",
         default="bar",
         choices=("bar", "json", "none"),
         help="progress display: a bar, JSON lines (for a parent process) or none",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="print where each case's time and memory went (read, preprocessing, network, blending, "
+        "resampling back, post-processing, write) on stderr",
     )
     parser.set_defaults(run=run)
 
@@ -172,48 +178,71 @@ def existing_outputs(plan: List[Tuple[str, Path, Path]], overwrite: bool) -> Non
 
 def run(args: argparse.Namespace) -> int:
     from MPUNetCore.output_guard import reserve_outputs
+    from MPUNetCore.ranks import current_ranks
 
+    ranks = current_ranks()  # under torchrun: this process's share of the cases (MPUNetCore.ranks)
     plan = plan_outputs(args)
-    with reserve_outputs(out for _, _, out in plan):  # a second run writing them refuses at once
-        existing_outputs(plan, args.overwrite)  # written by a run that finished meanwhile
-        return _segment_all(args, plan)
+    mine = ranks.share(plan)
+    args.device = ranks.device(args.device)
+    try:
+        try:
+            with reserve_outputs(out for _, _, out in mine):  # a second run writing them refuses at once
+                existing_outputs(mine, args.overwrite)  # written by a run that finished meanwhile
+                failures = _segment_all(args, mine, single=len(plan) == 1 and not ranks.enabled)
+        except (ValueError, OSError, RuntimeError, MemoryError) as error:
+            if not ranks.enabled:
+                raise
+            failures = [(f"rank {ranks.rank}", str(error))]  # the others must still reach the gather
+            print(f"rank {ranks.rank}: FAILED: {error}", file=sys.stderr)
+        merged = [failure for part in ranks.gather(failures) for failure in part]
+    finally:
+        ranks.close()
+    if merged and ranks.rank == 0:
+        print(f"{len(merged)} of {len(plan)} case(s) failed:", file=sys.stderr)
+        for name, message in merged:
+            print(f"  {name}: {message}", file=sys.stderr)
+    return 1 if merged else 0
 
 
-def _segment_all(args: argparse.Namespace, plan: List[Tuple[str, Path, Path]]) -> int:
+def _segment_all(
+    args: argparse.Namespace, plan: List[Tuple[str, Path, Path]], single: bool
+) -> List[Tuple[str, str]]:
+    """Segment each case of `plan`; returns the (case, message) failures (raises for a `single` case)."""
     from MPUNetCore.memory import OutOfMemory, is_out_of_memory, memory_error_message
     from MPUNetCore.pipeline import segment_file
 
+    if not plan:
+        return []
     bundle = load_model(args)
     settings = settings_from_args(args, bundle.card)
-    failures = []
+    failures: List[Tuple[str, str]] = []
     for name, source, target in plan:
         start = time.perf_counter()
+        profiler = Profiler() if getattr(args, "profile", False) else contextlib.nullcontext()
         try:
-            segment_file(
-                source,
-                target,
-                bundle,
-                overwrite=args.overwrite,
-                series_uid=args.series,
-                settings=settings,
-                progress=ProgressBar(f"{name}: windows", args.progress),
-                allow_uneven_slices=args.allow_uneven_slices,
-                fill_nonfinite=args.fill_nonfinite,
-                max_memory=args.max_memory,
-                warn=warn,
-            )
+            with profiler:
+                segment_file(
+                    source,
+                    target,
+                    bundle,
+                    overwrite=args.overwrite,
+                    series_uid=args.series,
+                    settings=settings,
+                    progress=ProgressBar(f"{name}: windows", args.progress),
+                    allow_uneven_slices=args.allow_uneven_slices,
+                    fill_nonfinite=args.fill_nonfinite,
+                    max_memory=args.max_memory,
+                    warn=warn,
+                )
         except (ValueError, OSError, RuntimeError, MemoryError) as error:
             if is_out_of_memory(error):
                 error = OutOfMemory(memory_error_message(error, f"segmenting {source}"))
-            if len(plan) == 1:
+            if single:
                 raise error from None
-            failures.append((name, error))
+            failures.append((name, str(error)))
             print(f"{name}: FAILED: {error}", file=sys.stderr)
             continue
         print(f"{name}: wrote {target} ({time.perf_counter() - start:.1f} s)")
-    if failures:
-        print(f"{len(failures)} of {len(plan)} case(s) failed:", file=sys.stderr)
-        for name, error in failures:
-            print(f"  {name}: {error}", file=sys.stderr)
-        return 1
-    return 0
+        if isinstance(profiler, Profiler):
+            print(f"{name}: profile\n{profiler.table()}", file=sys.stderr)
+    return failures

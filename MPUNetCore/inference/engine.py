@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..profiling import stage
 from .devices import select_device
 from .postprocessing import postprocess_labels
 from .preprocessing import NetworkTransform, Preprocessing, to_network_space
@@ -63,16 +64,17 @@ def predict_network_probabilities(
     settings = resolve_settings(settings, overrides)
     prep = preprocessing if preprocessing is not None else Preprocessing()
     check_cancel(cancel)
-    image, transform = to_network_space(volume_array, spacing, prep)
-    check_cancel(cancel)
-    box = None
-    if settings.crop_to_body:
-        multiple = int(getattr(model, "input_multiple", 8) or 1)
-        box = body_box(image, prep.pad_value, margin=settings.body_margin, multiple=multiple)
-    if box is not None:
-        full_shape = tuple(image.shape)
-        image = image[:, box[0], box[1]]
-        settings = settings.replace(window=_shrink_window(settings.window, image.shape, multiple))
+    with stage("preprocessing"):
+        image, transform = to_network_space(volume_array, spacing, prep)
+        check_cancel(cancel)
+        box = None
+        if settings.crop_to_body:
+            multiple = int(getattr(model, "input_multiple", 8) or 1)
+            box = body_box(image, prep.pad_value, margin=settings.body_margin, multiple=multiple)
+        if box is not None:
+            full_shape = tuple(image.shape)
+            image = image[:, box[0], box[1]]
+            settings = settings.replace(window=_shrink_window(settings.window, image.shape, multiple))
     probs = sliding_window_predict(
         image, model, settings, pad_value=prep.pad_value, progress=progress, cancel=cancel
     )
@@ -154,9 +156,11 @@ def segment(
     probs, tr = predict_network_probabilities(
         volume_array, spacing, model, preprocessing, settings, progress, cancel
     )
-    labels = probabilities_to_labels(probs, tr.input_shape, check=lambda: check_cancel(cancel))
-    del probs
+    with stage("resampling back + argmax"):
+        labels = probabilities_to_labels(probs, tr.input_shape, check=lambda: check_cancel(cancel))
+        del probs
     check_cancel(cancel)
     if settings.postprocess:
-        labels = postprocess_labels(labels)
+        with stage("post-processing"):
+            labels = postprocess_labels(labels)
     return labels

@@ -66,7 +66,11 @@ def postprocess_labels(
         if tumour.any():
             _img, cc = _components(tumour, fully_connected)
             liver = sitk.GetImageFromArray((out == 1).view(np.uint8))
-            near_liver = sitk.GetArrayViewFromImage(sitk.BinaryDilate(liver, [1] * out.ndim)) > 0
+            # A view does not keep its image alive: hold the dilated image while the view is read
+            # (reading the view of a temporary read freed memory, so the result depended on malloc).
+            dilated = sitk.BinaryDilate(liver, [1] * out.ndim)
+            near_liver = sitk.GetArrayViewFromImage(dilated) > 0
+            del dilated
             keep = np.zeros(int(cc.max()) + 1, dtype=bool)
             keep[np.unique(cc[near_liver & tumour])] = True
             keep[0] = True

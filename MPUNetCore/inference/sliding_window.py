@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..profiling import stage
 from .devices import autocast_context, resolve_precision, select_device
 from .settings import Blending, InferenceSettings, resolve_settings
 
@@ -269,23 +270,25 @@ def sliding_window_predict(
             if two_d:
                 xb = xb[:, :, 0]
             # inference_mode only around the network: accumulators stay normal tensors
-            with torch.inference_mode(), autocast_context(dev, amp_dtype):
+            with stage("network forward"), torch.inference_mode(), autocast_context(dev, amp_dtype):
                 yb = _forward(model, xb.to(dev, non_blocking=True), flips)
                 if two_d:
                     yb = yb.unsqueeze(2)
                 yb = yb.mul_(imp).cpu()
-            if acc is None:
-                acc = torch.zeros((yb.shape[1], *padded), dtype=torch.float32)
-            for k, (z, y, x) in enumerate(batch):
-                acc[:, z : z + d, y : y + h, x : x + w] += yb[k]
-                wsum[z : z + d, y : y + h, x : x + w] += imp_cpu
+            with stage("blending"):
+                if acc is None:
+                    acc = torch.zeros((yb.shape[1], *padded), dtype=torch.float32)
+                for k, (z, y, x) in enumerate(batch):
+                    acc[:, z : z + d, y : y + h, x : x + w] += yb[k]
+                    wsum[z : z + d, y : y + h, x : x + w] += imp_cpu
             if progress is not None:
                 progress(b0 + len(batch), total)
     check_cancel(cancel)
     assert acc is not None
-    acc.div_(wsum)
-    del wsum
-    crop = tuple(slice(b, b + s) for b, s in zip(before, shape))
-    if padded != shape:
-        acc = acc[(slice(None), *crop)].contiguous()
+    with stage("blending"):
+        acc.div_(wsum)
+        del wsum
+        crop = tuple(slice(b, b + s) for b, s in zip(before, shape))
+        if padded != shape:
+            acc = acc[(slice(None), *crop)].contiguous()
     return acc

@@ -127,9 +127,13 @@ def background_environment() -> Dict[str, str]:
     """Return the environment for background processes: this one, with MPUNetCore importable.
 
     ``PYTHONPATH`` gets :func:`mpunetcore_root` in front, output is unbuffered (progress arrives as it
-    happens) and encoded as UTF-8 whatever the system locale.
+    happens) and encoded as UTF-8 whatever the system locale. On Linux with glibc the allocator
+    tunables of ``MPUNetCore.allocator`` are set (the network runs without a page fault per tensor;
+    ``MPUNET_NO_ALLOCATOR_TUNING=1`` turns it off).
     """
-    env = dict(os.environ)
+    from MPUNetCore.allocator import allocator_environment  # torch-free
+
+    env = allocator_environment(os.environ)
     root = str(mpunetcore_root())
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
+from .advice import module_advice
 from .background import BackgroundCommand
 from .dependencies import background_environment, mpunetcore_root, python_executable
 
@@ -318,7 +319,9 @@ class SegmentationJob:
         return True
 
     def _in_user_words(self, text: str) -> str:
-        """``text`` with the run's temporary input file named as the volume node the user knows."""
+        """``text`` with the run's temporary input file named as the volume node the user knows, and the
+        command line's fixes the module has no control for said as what to do in Slicer."""
+        text = module_advice(text)
         if self.temp_dir is None:
             return text
         return text.replace(str(self.temp_dir / "input.nrrd"), f"volume '{self.input_volume.GetName()}'")

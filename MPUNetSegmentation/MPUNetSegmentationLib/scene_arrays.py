@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
@@ -194,18 +195,19 @@ def add_volume_node_from_array(
 def load_volume_node(path: str, name: Optional[str] = None) -> Any:
     """Load a CT volume from a file or a DICOM series folder with ``slicer.util.loadVolume``.
 
-    A folder is read as the DICOM series of its first file (``singleFile: False``), which is what Slicer's
-    volume reader supports (it does not accept folders itself).
+    A folder is read as the DICOM series that GDCM finds in it (as ``MPUNetCore`` reads it), starting
+    from the series' first slice (``singleFile: False``): Slicer's volume reader does not accept folders
+    itself, and other files beside the slices (a licence, a DICOMDIR, a README) must not be taken for one.
 
     Args:
         path: a NIfTI/NRRD/MHA/... file, one file of a DICOM series, or a folder holding one series.
-        name: node name (default: the file name without extension).
+        name: node name (default: the file name without extension; for a folder, the folder's name).
 
     Returns:
         The loaded ``vtkMRMLScalarVolumeNode``.
 
     Raises:
-        ValueError: when the path does not exist or a folder holds no files.
+        ValueError: when the path does not exist, or a folder holds no DICOM series or several.
         RuntimeError: when Slicer cannot read the data (message from Slicer's reader).
     """
     import slicer.util
@@ -215,15 +217,40 @@ def load_volume_node(path: str, name: Optional[str] = None) -> Any:
     if name:
         properties["name"] = name
     if os.path.isdir(path):
-        files = sorted(
-            entry.path for entry in os.scandir(path) if entry.is_file() and not entry.name.startswith(".")
-        )
-        dicom = [f for f in files if f.lower().endswith((".dcm", ".ima")) or "." not in os.path.basename(f)]
-        if not (dicom or files):
-            raise ValueError(f"folder '{path}' holds no files: select a DICOM series folder or an image file")
-        path = (dicom or files)[0]
         properties["singleFile"] = False
-        properties.setdefault("name", os.path.basename(os.path.dirname(path)))
+        properties.setdefault("name", os.path.basename(os.path.normpath(path)))
+        path = first_dicom_slice(path)
     elif not os.path.exists(path):
         raise ValueError(f"'{path}' does not exist: select a NIfTI/NRRD file or a DICOM series folder")
     return slicer.util.loadVolume(path, properties)
+
+
+def first_dicom_slice(folder: str) -> str:
+    """The first slice (in GDCM's order along the slice normal) of the one DICOM series in ``folder``.
+
+    Files are DICOM when GDCM groups them into a series; a cheap look for the "DICM" marker at byte 128
+    (or a .dcm name) comes first, so that a folder of other files is refused without GDCM's warnings.
+
+    Raises:
+        ValueError: the folder holds no DICOM series, or more than one (naming them).
+    """
+    from MPUNetCore.dicom_checks import looks_like_dicom
+    from MPUNetCore.volume_checks import captured_stderr, list_dicom_series
+
+    names = sorted(e.name for e in os.scandir(folder) if e.is_file() and not e.name.startswith("."))
+    series = []
+    if any(looks_like_dicom(Path(folder, n)) for n in names):
+        with captured_stderr():  # GDCM's notes about the files it skips
+            series = list_dicom_series(folder)
+    fix = "select a folder with the slices of one DICOM series, or an image file (.nii.gz, .nrrd)"
+    if not names:
+        raise ValueError(f"folder '{folder}' holds no files: {fix}")
+    if not series:
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise ValueError(f"folder '{folder}' holds no DICOM series (none of {shown} is a DICOM slice): {fix}")
+    if len(series) > 1:
+        raise ValueError(
+            f"folder '{folder}' holds {len(series)} DICOM series ({'; '.join(str(s) for s in series)}): "
+            "move each series into a folder of its own and select one, or load it with the DICOM module"
+        )
+    return series[0].files[0]
