@@ -44,7 +44,9 @@ def test_torch_requirement_is_the_packages_own() -> None:
         pytest.skip("tomllib needs Python 3.11")
     import tomllib
 
-    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    # UTF-8 explicitly: the file has non-ASCII comments, and an earlier test may leave the C locale set
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
     assert f"torch{TORCH_REQUIREMENT}" in project["dependencies"]
 
 
