@@ -34,8 +34,11 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
-def evaluate(card: Path, work: Path, device: str = "cpu") -> Dict:
-    """Segment the real CT with the bundle of ``card``; returns the scores and the arrays."""
+def evaluate(card: Path, work: Path, device: str = "cpu", label: Optional[str] = None) -> Dict:
+    """Segment the real CT with the bundle of ``card``; returns the scores and the arrays.
+
+    ``label`` names the model in the scores and the figure (default: the card's name and version).
+    """
     import SimpleITK as sitk
 
     from MPUNetCore.bundle import load_bundle
@@ -51,7 +54,7 @@ def evaluate(card: Path, work: Path, device: str = "cpu") -> Dict:
     reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(REAL)))
     ct = sitk.GetArrayFromImage(reader.Execute())
     scores = {
-        "model": f"{bundle.card.name} {bundle.card.version}",
+        "model": label or f"{bundle.card.name} {bundle.card.version}",
         "liver_dice": round(dice(predicted >= 1, reference), 4),
         "liver_dice_per_slice": [round(dice(p >= 1, r), 4) for p, r in zip(predicted, reference)],
         "reference_liver_voxels": int(reference.sum()),
@@ -106,11 +109,16 @@ def main(argv: Optional[list] = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         card = args.model or str(ROOT / "MPUNetCore" / "models" / "demo-phantom.json")
+        label = None
         if args.run:
             from Training.export import export_run
+            from Training.runfolder import RunFolder
+            from Training.trainer import load_checkpoint
 
             card = export_run(args.run, output=work / "bundle" / "run-best.json")
-        result = evaluate(Path(card), work, args.device)
+            epoch = load_checkpoint(RunFolder(args.run).best).get("epoch")
+            label = f"run {args.run.name}, best checkpoint so far (epoch {epoch})"
+        result = evaluate(Path(card), work, args.device, label)
     print(json.dumps(result["scores"]))
     if args.figure:
         draw(result, args.figure)

@@ -12,7 +12,8 @@ windowing, blending and the way back to the input grid:
   chunkwise argmax); ``ours-crop``: the same with ``crop_to_body=True`` (network on the body's box);
 * ``monai``: ``monai.inferers.sliding_window_inference`` (``--ref-overlap``, ``--monai-mode``), then
   ``F.interpolate`` of the whole probability volume to the input grid and argmax (the usual recipe);
-  ``monai-same``: the same with our ``--overlap`` and ``--blending``;
+  ``monai-same``: the same with our ``--overlap`` and ``--blending``; ``monai-user``: the pipeline a MONAI
+  user would write (SimpleITK resampling both ways, per class, see ``monai_user.py``);
 * ``released``: the released code's test procedure, re-written from its description (background §3):
   z padded with zeros at the end until (z - 48) is a multiple of 24, 48-slice windows at stride 24 over
   the full in-plane extent, each window's output upsampled trilinearly to full in-plane resolution and
@@ -46,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-VARIANTS = ("ours", "ours-crop", "monai", "monai-same", "released")
+VARIANTS = ("ours", "ours-crop", "monai", "monai-same", "monai-user", "released")
 
 
 # ------------------------------------------------------------------------------------------- inputs
@@ -219,6 +220,12 @@ def run_monai(ct, spacing, model, args, overlap=None, mode=None):
         return full[0].argmax(0).to(torch.uint8).numpy()
 
 
+def run_monai_user(ct, spacing, model, args):
+    from monai_user import run_monai_user as run  # benchmarks/ is the worker's script folder
+
+    return run(ct, spacing, model, args)
+
+
 def run_released(ct, spacing, model, args):
     import torch
     import torch.nn.functional as F
@@ -259,6 +266,7 @@ RUNNERS = {
     "ours-crop": run_ours_crop,
     "monai": run_monai,
     "monai-same": run_monai_same,
+    "monai-user": run_monai_user,
     "released": run_released,
 }
 
