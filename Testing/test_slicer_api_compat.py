@@ -7,9 +7,6 @@ The scanner (``Testing/slicer_api_scan.py``) is tested here too, on small source
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -240,31 +237,3 @@ def test_header_parser_expands_vtk_macros() -> None:
     assert thing["arity"] == {"New": {(0, 0)}, "GetThing": {(1, 2)}, "Inline": {(0, 0)}}
     qt = classes["qSlicerThing"]
     assert set(qt["methods"]) == {"doIt", "invokable"} and set(qt["properties"]) == {"majorVersion"}
-
-
-SLICER_GIT = os.environ.get("SLICER_GIT_DIR", "/work/.mirror/Slicer+Slicer/repo")
-
-
-@pytest.mark.skipif(
-    not Path(SLICER_GIT).exists(), reason=f"no Slicer git directory at {SLICER_GIT} (SLICER_GIT_DIR)"
-)
-@pytest.mark.parametrize("tag", RELEASES)
-def test_committed_listing_is_what_the_script_writes(tag, tmp_path: Path) -> None:
-    output = tmp_path / "api.json"
-    subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "Utilities/list_slicer_api.py"),
-            "--git-dir",
-            SLICER_GIT,
-            "--tag",
-            tag,
-            "--output",
-            str(output),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    assert json.loads(output.read_text()) == json.loads(
-        API_LIST.with_name(f"slicer_api_{tag}.json").read_text()
-    )

@@ -9,6 +9,7 @@ with two are refused in one line, leaving the scene and the folder as they were.
 from __future__ import annotations
 
 import hashlib
+import locale
 import shutil
 from pathlib import Path
 from typing import Dict
@@ -79,19 +80,28 @@ def test_a_folder_without_dicom_is_refused_in_one_line(slicer_scene, tmp_path: P
 
 
 def _write_series(folder: Path, uid: str, z0: float) -> None:
-    """Three 4x4 CT slices of one series, written by SimpleITK's GDCM writer."""
+    """Three 4x4 CT slices of one series, written by SimpleITK's GDCM writer.
+
+    The writer sets the process locale to "C" and leaves it so (Python's default text encoding then
+    becomes ASCII for every later test); the locale is put back.
+    """
     folder.mkdir(exist_ok=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
-    for k in range(3):
-        image = sitk.GetImageFromArray(np.full((1, 4, 4), 100 * k, np.int16))
-        for tag, value in (
-            ("0020|000e", uid), ("0020|000d", "1.2.3.9"), ("0008|0060", "CT"), ("0020|0013", str(k + 1)),
-            ("0020|0032", f"0\\0\\{z0 + k}"), ("0020|0037", "1\\0\\0\\0\\1\\0"), ("0008|0018", f"{uid}.{k}"),
-        ):  # fmt: skip
-            image.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"{uid}-{k}.dcm"))
-        writer.Execute(image)
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        for k in range(3):
+            image = sitk.GetImageFromArray(np.full((1, 4, 4), 100 * k, np.int16))
+            for tag, value in (
+                ("0020|000e", uid), ("0020|000d", "1.2.3.9"), ("0008|0060", "CT"),
+                ("0020|0013", str(k + 1)), ("0020|0032", f"0\\0\\{z0 + k}"),
+                ("0020|0037", "1\\0\\0\\0\\1\\0"), ("0008|0018", f"{uid}.{k}"),
+            ):  # fmt: skip
+                image.SetMetaData(tag, value)
+            writer.SetFileName(str(folder / f"{uid}-{k}.dcm"))
+            writer.Execute(image)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
 
 
 def test_a_folder_with_two_series_is_refused_naming_both(slicer_scene, tmp_path: Path):

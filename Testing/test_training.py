@@ -267,7 +267,7 @@ def test_train_kill_resume_evaluate_export_report(lits_dir, tmp_path):
     assert main(["evaluate", str(full), "--progress", "none"]) == 0
     rows = (full / "evaluation" / "test_cases.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * len(split["test"])  # liver and tumour per case
-    assert (full / "evaluation" / "test.md").read_text().count("paper Table 8") == 2
+    assert (full / "evaluation" / "test.md").read_text(encoding="utf-8").count("paper Table 8") == 2
 
     # export: a bundle that load_bundle accepts and that segments a CT on its own grid.
     assert main(["export", str(full)]) == 0
@@ -299,7 +299,7 @@ def test_train_kill_resume_evaluate_export_report(lits_dir, tmp_path):
     assert {"convergence_liver.png", "radar_liver.png"} <= {p.name for p in pngs}
     for png in pngs:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
-    text = (out / "report.md").read_text()
+    text = (out / "report.md").read_text(encoding="utf-8")
     assert "paper Table 6" in text and "paper Table 7" in text and "Table 9" in text
 
 

@@ -33,13 +33,13 @@ from .config_sections import (
     PreprocessingConfig,
     TrainConfig,
 )
-from .config_values import ConfigError, KeySpec, Section, convert, did_you_mean, key_specs
+from .config_values import ConfigError, Section, convert, did_you_mean, key_specs
 
 __all__ = [
     "CONFIG_DIR", "AugmentConfig", "Config", "ConfigError", "DataConfig", "ExperimentConfig",
     "InferenceConfig", "LossConfig", "ModelConfig", "PreprocessingConfig", "TrainConfig", "check_consistency",
     "classes_of", "load_config", "num_classes", "parse_override", "resolve_config_path", "save_config",
-    "to_toml", "Section", "key_spec",
+    "to_toml", "Section",
 ]  # fmt: skip
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -112,11 +112,6 @@ class Config:
     def to_dict(self) -> Dict[str, Dict[str, Any]]:
         """`{section: {key: value}}` with TOML/JSON types (lists, None), in file order."""
         return {name: getattr(self, name).to_dict() for name in self.section_types()}
-
-
-def key_spec(section: str, name: str) -> KeySpec:
-    """The type, choices and help of `section.name` (KeyError when there is no such key)."""
-    return key_specs(Config.section_types()[section])[name]
 
 
 def parse_override(text: str) -> Tuple[str, str, str]:

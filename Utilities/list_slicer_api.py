@@ -340,6 +340,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--git-dir", required=True, help="Slicer git directory (e.g. Slicer/.git)")
     parser.add_argument("--tag", default="v5.8.1", help="tag to read (default v5.8.1)")
     parser.add_argument("--output", help="JSON file (default Testing/data/slicer_api_<tag>.json)")
+    parser.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if the committed listing differs"
+    )
     args = parser.parse_args(argv)
     output = Path(
         args.output or Path(__file__).resolve().parents[1] / f"Testing/data/slicer_api_{args.tag}.json"
@@ -349,6 +352,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except subprocess.CalledProcessError as error:
         print(f"error: git could not read tag '{args.tag}' from '{args.git_dir}': {error.stderr.strip()}")
         return 1
+    if args.check:
+        # the committed listing must be what this tag gives today (the parser or the file drifted)
+        same = output.exists() and json.loads(output.read_text()) == listing
+        print(f"{output}: {'up to date' if same else 'DIFFERS from the tag: regenerate it'}")
+        return 0 if same else 1
     output.parent.mkdir(parents=True, exist_ok=True)
     temporary = output.with_suffix(".tmp")
     # one class per line: reviewable diffs when the listing is regenerated
