@@ -115,6 +115,10 @@ def test_a_folder_with_two_series_is_refused_naming_both(slicer_scene, tmp_path:
     ):
         load_volume_node(str(folder))
     assert _volume_nodes(slicer_scene) == nodes
+
+
+@pytest.mark.slicer_dicom_series
+def test_a_folder_with_one_written_series_loads(slicer_scene, tmp_path: Path):
     only = tmp_path / "one"
     _write_series(only, "1.2.3.4.1", 0.0)
     array, _ = array_from_volume_node(load_volume_node(str(only)))
