@@ -40,24 +40,18 @@ class Wobble:
         return total
 
 
-class Canvas:
-    """The voxel grid of a phantom with its HU array and tissue-code array.
+class AxialGrid:
+    """A voxel grid in patient coordinates with one tissue code per voxel (shared by both phantom generators).
 
     Args:
-        shape: ``(z, y, x)`` voxels.
-        spacing: ``(x, y, z)`` mm.
-        centre: physical position (mm, relative to the grid's centre voxel) of the body centre, ``(u, v, w)``;
-            ``w`` is the height of the middle slice in patient coordinates.
+        u: x coordinates (mm) of the columns, increasing.
+        v: y coordinates (mm) of the rows, increasing.
+        w: z coordinates (mm) of the slices, increasing.
     """
 
-    def __init__(self, shape: Sequence[int], spacing: Sequence[float], centre: Sequence[float]):
-        nz, ny, nx = shape
-        sx, sy, sz = spacing
-        self.shape = (nz, ny, nx)
-        self.u = ((np.arange(nx) - (nx - 1) / 2) * sx - centre[0]).astype(np.float32)
-        self.v = ((np.arange(ny) - (ny - 1) / 2) * sy - centre[1]).astype(np.float32)
-        self.w = ((np.arange(nz) - (nz - 1) / 2) * sz + centre[2]).astype(np.float32)
-        self.hu = np.full(self.shape, -1000.0, dtype=np.float32)
+    def __init__(self, u: np.ndarray, v: np.ndarray, w: np.ndarray):
+        self.u, self.v, self.w = (np.asarray(a, np.float32) for a in (u, v, w))
+        self.shape = (self.w.size, self.v.size, self.u.size)
         self.tissue = np.zeros(self.shape, dtype=np.uint8)
 
     def plane(self) -> Tuple[np.ndarray, np.ndarray]:
@@ -78,6 +72,26 @@ class Canvas:
     def coords(self, box: Box) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Broadcastable absolute coordinates ``(u, v, w)`` of a box."""
         return self.u[box[2]][None, None, :], self.v[box[1]][None, :, None], self.w[box[0]][:, None, None]
+
+
+class Canvas(AxialGrid):
+    """The voxel grid of a phantom with its HU array and tissue-code array.
+
+    Args:
+        shape: ``(z, y, x)`` voxels.
+        spacing: ``(x, y, z)`` mm.
+        centre: physical position (mm, relative to the grid's centre voxel) of the body centre, ``(u, v, w)``;
+            ``w`` is the height of the middle slice in patient coordinates.
+    """
+
+    def __init__(self, shape: Sequence[int], spacing: Sequence[float], centre: Sequence[float]):
+        nz, ny, nx = shape
+        sx, sy, sz = spacing
+        u = ((np.arange(nx) - (nx - 1) / 2) * sx - centre[0]).astype(np.float32)
+        v = ((np.arange(ny) - (ny - 1) / 2) * sy - centre[1]).astype(np.float32)
+        w = ((np.arange(nz) - (nz - 1) / 2) * sz + centre[2]).astype(np.float32)
+        super().__init__(u, v, w)
+        self.hu = np.full(self.shape, -1000.0, dtype=np.float32)
 
     def paint(self, box: Box, mask: np.ndarray, tissue: int, hu) -> None:
         """Set tissue code and HU (a number or an array like ``mask``) where ``mask`` is true in ``box``."""

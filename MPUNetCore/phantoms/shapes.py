@@ -11,14 +11,14 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..phantom_shapes import Wobble, ellipsoid_level, segment_distance
+from ..phantom_shapes import AxialGrid, Wobble, ellipsoid_level, segment_distance
 
 __all__ = ["Grid", "Wobble", "ellipsoid_level", "segment_distance", "tube"]
 
 Box = Tuple[slice, slice, slice]
 
 
-class Grid:
+class Grid(AxialGrid):
     """A voxel grid holding one tissue code per voxel.
 
     Args:
@@ -26,30 +26,6 @@ class Grid:
         v: y coordinates (mm) of the rows, increasing.
         w: z coordinates (mm) of the slices, increasing.
     """
-
-    def __init__(self, u: np.ndarray, v: np.ndarray, w: np.ndarray):
-        self.u, self.v, self.w = (np.asarray(a, np.float32) for a in (u, v, w))
-        self.shape = (self.w.size, self.v.size, self.u.size)
-        self.tissue = np.zeros(self.shape, dtype=np.uint8)
-
-    def plane(self) -> Tuple[np.ndarray, np.ndarray]:
-        """Broadcastable 2D coordinates ``(U, V)`` of an axial slice, shape ``(y, x)``."""
-        return self.u[None, :], self.v[:, None]
-
-    def box(self, centre: Sequence[float], half: Sequence[float]) -> Optional[Box]:
-        """Index box ``(z, y, x)`` covering ``centre +- half`` (mm, in u/v/w order), or None if outside."""
-        slices = []
-        for coord, c, h in zip((self.w, self.v, self.u), centre[::-1], half[::-1]):
-            lo = int(np.searchsorted(coord, c - h))
-            hi = int(np.searchsorted(coord, c + h, side="right"))
-            if hi <= lo:
-                return None
-            slices.append(slice(lo, hi))
-        return tuple(slices)
-
-    def coords(self, box: Box) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Broadcastable coordinates ``(u, v, w)`` of a box."""
-        return self.u[box[2]][None, None, :], self.v[box[1]][None, :, None], self.w[box[0]][:, None, None]
 
     def allowed(self, box: Box, codes: Optional[Sequence[int]]) -> Optional[np.ndarray]:
         """Mask of the voxels in ``box`` whose tissue is one of ``codes`` (None: everything)."""
