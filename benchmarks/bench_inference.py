@@ -515,6 +515,9 @@ def main(argv: List[str]) -> int:
                     labels[spec] = got
                 print(f"round {rnd} {spec:18s} {row['seconds']:7.1f} s  sys {row['sys']:5.1f} s  "
                       f"peak {row['peak_mb']:6.0f} MB  load {runstats.load()}", flush=True)  # fmt: skip
+                if args.json:  # every run so far, so that an interrupted benchmark still leaves its figures
+                    row["load"] = runstats.load()
+                    args.json.write_text(json.dumps({"argv": argv, "runs": runs}, indent=1, default=float))
     print(runstats.machine(args.threads) + " (end)")
     summary = report(args, specs, runs, labels, same_labels, same_place, where)
     if args.json:
