@@ -294,7 +294,10 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    ct, spacing = synthetic_ct(tuple(args.size), args.seed)
+    if args.ct:  # made once by the driver (the same array for every run)
+        ct, spacing = np.load(args.ct), SPACING
+    else:
+        ct, spacing = synthetic_ct(tuple(args.size), args.seed)
     model = build_model(args)
     import MPUNetCore.inference  # noqa: F401  (imports outside the timed region)
 
@@ -461,6 +464,7 @@ def main(argv: List[str]) -> int:
     p.add_argument("--json", type=Path, help="write the summary and every run's figures here")
     p.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
+    p.add_argument("--ct", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.window is None:
         ny, nx = (int(round(v * 0.5)) for v in args.size[1:])
@@ -498,6 +502,12 @@ def main(argv: List[str]) -> int:
     labels: Dict[str, np.ndarray] = {}
     same_labels: Dict[str, bool] = {}
     with tempfile.TemporaryDirectory() as tmp:
+        ct, spacing = synthetic_ct(tuple(args.size), args.seed)
+        if tuple(spacing) != SPACING:
+            raise AssertionError(f"synthetic CT spacing {spacing} != {SPACING}")
+        np.save(os.path.join(tmp, "ct.npy"), ct)
+        del ct
+        passed += ["--ct", os.path.join(tmp, "ct.npy")]
         for rnd, order in enumerate(runstats.rotations(specs, args.repeats)):
             for spec in order:
                 out = os.path.join(tmp, f"{spec}.npy")
