@@ -497,7 +497,8 @@ def main(argv: List[str]) -> int:
     if args.repeats < 1:
         p.error("--repeats must be at least 1")
     if args.report:  # e.g. a run stopped before its end: times and ratios of the runs it finished
-        runs = json.loads(args.report.read_text())["runs"]
+        data = json.loads(args.report.read_text())  # a partial file has "runs", a finished one "variants"
+        runs = data.get("runs") or {k: v["runs"] for k, v in data["variants"].items()}
         report(args, list(runs), runs, {}, {}, *placement(args))
         return 0
     passed = [a for i, a in enumerate(argv) if a != "--json" and (i == 0 or argv[i - 1] != "--json")]
