@@ -133,6 +133,8 @@ def check_run_memory(
     network_spacing: Sequence[float],
     needed: int,
     max_memory: Union[None, str, int] = None,
+    source: Optional[str] = None,
+    fix: str = "",
 ) -> None:
     """Refuse a run whose estimated peak memory exceeds the budget.
 
@@ -151,7 +153,8 @@ def check_run_memory(
     limit = budget(max_memory)
     if limit is None or needed <= limit:
         return
-    source = f"--max-memory {format_bytes(limit)}" if max_memory is not None else "available memory"
+    if source is None:
+        source = f"--max-memory {format_bytes(limit)}" if max_memory is not None else "available memory"
     z, y, x = (int(v) for v in input_shape)
     nz, ny, nx = (int(v) for v in network_shape)
     raise MemoryBudgetError(
@@ -161,7 +164,7 @@ def check_run_memory(
         + f" mm become a network grid of {nx} x {ny} x {nz} voxels of "
         + " x ".join(f"{s:.4g}" for s in network_spacing)
         + " mm. Check the voxel spacing in the file's header (CT slices are 0.5-10 mm apart); "
-        "if it is right, run on a machine with more memory or raise --max-memory."
+        f"if it is right, {fix}run on a machine with more memory or raise --max-memory."
     )
 
 
