@@ -37,6 +37,7 @@ from .memory import (
     estimate_run_bytes,
     first_layer_channels,
     format_bytes,
+    model_bytes,
     parse_memory,
 )
 
@@ -124,6 +125,7 @@ def plan_memory(
     activations_on_host: bool = True,
     keep: Collection[str] = (),
     minimum: Sequence[int] = MIN_WINDOW,
+    weights: int = 0,
 ) -> MemoryPlan:
     """The largest window and batch size (in the order of the module docstring) that fit ``budget``.
 
@@ -139,6 +141,7 @@ def plan_memory(
         activations_on_host: False when the network runs on a GPU (nothing to shrink then).
         keep: setting names not to change: "window", "batch_size".
         minimum: the smallest window to try.
+        weights: bytes of the model's parameters (on the host when the network runs on the CPU).
 
     Returns:
         The plan; ``fits`` is False when even the smallest candidate is over the budget.
@@ -148,7 +151,14 @@ def plan_memory(
     def estimate(win: Window3, batch: int) -> int:
         padded = tuple(max(int(g), int(v)) for g, v in zip(network_shape, win))
         return estimate_run_bytes(
-            input_shape, padded, classes, win[0] * win[1] * win[2], batch, base_channels, activations_on_host
+            input_shape,
+            padded,
+            classes,
+            win[0] * win[1] * win[2],
+            batch,
+            base_channels,
+            activations_on_host,
+            weights if activations_on_host else 0,
         )
 
     steps: List[Tuple[Window3, int]] = [(start, int(batch_size))]
@@ -209,6 +219,7 @@ def fit_settings(
             multiple,
             on_host,
             keep,
+            weights=model_bytes(model),
         )
 
     available = available_memory()
