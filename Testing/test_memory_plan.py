@@ -185,10 +185,10 @@ def test_a_run_within_the_default_budget_keeps_the_cards_window(case, tmp_path, 
 
 def test_a_tight_budget_shrinks_the_window_and_says_so(case, tmp_path, capfd):
     source, model = case
-    code, _, err = run(capfd, source, tmp_path / "labels.nii.gz", model, "--max-memory", "25M")
+    code, _, err = run(capfd, source, tmp_path / "labels.nii.gz", model, "--max-memory", "440M")
     lines = [line for line in err.splitlines() if line.startswith("warning: ")]
     assert code == 0 and len(lines) == 1, err
-    assert "window 32 x 64 x 64 (batch 1) would need more than the memory budget of 25 MiB" in lines[0]
+    assert "window 32 x 64 x 64 (batch 1) would need more than the memory budget of 440 MiB" in lines[0]
     window = [int(v) for v in lines[0].split("running with window ")[1].split(" (")[0].split(" x ")]
     assert window[0] < 32 and all(v % 16 == 0 for v in window)
     assert (tmp_path / "labels.nii.gz").exists()
@@ -213,7 +213,7 @@ def test_a_budget_even_the_smallest_window_cannot_meet_is_refused(case, tmp_path
 
 def test_an_explicit_window_is_kept_and_refused_when_it_cannot_fit(case, tmp_path, capfd):
     source, model = case
-    args = (source, tmp_path / "labels.nii.gz", model, "--max-memory", "25M")
+    args = (source, tmp_path / "labels.nii.gz", model, "--max-memory", "440M")
     line = refused(capfd, tmp_path, *args, "--window", "32", "64", "64")
     assert "pass a smaller --window (or leave it out" in line
     line = refused(capfd, tmp_path, *args, "--window", "32", "64", "64", "--batch-size", "2")
