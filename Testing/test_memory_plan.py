@@ -220,3 +220,30 @@ def test_an_explicit_window_is_kept_and_refused_when_it_cannot_fit(case, tmp_pat
     assert "pass a smaller --window or --batch-size (or leave them out" in line
     code, _, err = run(capfd, *args, "--window", "16", "64", "64")  # fits: kept, no warning
     assert code == 0 and "warning" not in err, err
+
+
+# ------------------------------------------------------------------ the Slicer module and batch script
+
+
+def test_the_module_passes_its_memory_limit_to_the_background_run():
+    from MPUNetSegmentationLib.process import SegmentationOptions
+
+    options = SegmentationOptions.create("demo-phantom", device="cpu", max_memory=" 3G ")
+    args = options.command("python", Path("in.nrrd"), Path("out.nrrd"))
+    assert args[args.index("--max-memory") + 1] == "3G"
+    for empty in (None, "", "  "):  # the default: no option, mpunet segment's own default
+        plain = SegmentationOptions.create(max_memory=empty).command("python", Path("a"), Path("b"))
+        assert "--max-memory" not in plain
+    with pytest.raises(ValueError, match="Memory limit: memory size 'lots' is not understood"):
+        SegmentationOptions.create(max_memory="lots")
+
+
+def test_the_batch_script_takes_a_memory_limit(tmp_path, capsys):
+    from MPUNetSegmentationLib.batch import parse_args
+
+    options = parse_args(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--max-memory", "3G"])
+    assert options.max_memory == "3G"
+    assert parse_args(["--input", str(tmp_path), "--output", str(tmp_path / "o")]).max_memory is None
+    with pytest.raises(SystemExit) as caught:
+        parse_args(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--max-memory", "lots"])
+    assert caught.value.code == 2 and "--max-memory" in capsys.readouterr().err
