@@ -179,6 +179,8 @@ def test_rule_and_setting():
     assert L.choose_layout("channels_last", Tiny2D(), (1, 16, 16), cpu) == "channels_last"
     assert L.choose_layout("auto", Tiny2D(), (1, 256, 256), cpu) == "contiguous"
     assert L.choose_layout("auto", net3, (48, 256, 256), cpu) == "channels_last"
+    assert L.choose_layout("auto", net3, (16, 64, 64), cpu) == "channels_last"
+    assert L.choose_layout("auto", net3, (16, 32, 32), cpu) == "contiguous"  # small windows lose
     with pytest.raises(ValueError, match="layout must be one of"):
         L.choose_layout("nhwc", net3, (8, 8, 8), cpu)
     assert InferenceSettings(layout="CHANNELS_LAST").to_dict()["layout"] == "channels_last"
