@@ -41,8 +41,9 @@ __all__ = ["LAYOUTS", "channels_last_parameters", "choose_layout", "layout_forwa
 
 LAYOUTS = ("auto", "contiguous", "channels_last")
 #: Windows with fewer voxels than this keep the plain layout under "auto". Measured (CPU seconds per
-#: forward, 2 threads, benchmarks/README.md): channels-last 0.93x at 16x32x32 and 1.18x at 16x64x64 (demo model), 1.40x at
-#: 16x128x128 and 16x256x256 and 1.33x at 48x256x256 (demo), 1.29x at 16x128x128 (full width).
+#: forward, 2 threads, benchmarks/README.md): channels-last 0.93x at 16x32x32, 1.18x at 16x64x64,
+#: 1.40x at 16x128x128 and 16x256x256, 1.33x at 48x256x256 (demo model); 1.29x at 16x128x128 (full
+#: width).
 MIN_CHANNELS_LAST_VOXELS = 16 * 64 * 64
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
