@@ -13,43 +13,38 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "MPUNet": "MPUNetCore.networks",
-    "UNet": "MPUNetCore.networks",
-    "load_released_state_dict": "MPUNetCore.networks",
-    "load_released_checkpoint": "MPUNetCore.networks",
-    "HybridLoss": "MPUNetCore.losses",
-    "tversky_loss": "MPUNetCore.losses",
-    "segmentation_metrics": "MPUNetCore.metrics",
-    "label_metrics": "MPUNetCore.metrics",
-    "mean_metrics": "MPUNetCore.metrics",
-    "DiceAccumulator": "MPUNetCore.metrics",
-    "Volume": "MPUNetCore.volume_io",
-    "VolumeError": "MPUNetCore.volume_io",
-    "read_volume": "MPUNetCore.volume_io",
-    "read_label_map": "MPUNetCore.volume_io",
-    "write_label_map": "MPUNetCore.volume_io",
-    "make_phantom": "MPUNetCore.phantom",
-    "write_lits_folder": "MPUNetCore.phantom",
-    "Preprocessing": "MPUNetCore.inference",
-    "segment": "MPUNetCore.inference",
-    "InferenceCancelled": "MPUNetCore.inference",
-    "load_bundle": "MPUNetCore.bundle",
-    "save_bundle": "MPUNetCore.bundle",
-    "ModelCard": "MPUNetCore.bundle",
-    "segment_volume": "MPUNetCore.pipeline",
-    "segment_file": "MPUNetCore.pipeline",
+    "MPUNet": "networks",
+    "UNet": "networks",
+    "load_released_state_dict": "networks",
+    "load_released_checkpoint": "networks",
+    "HybridLoss": "losses",
+    "tversky_loss": "losses",
+    "segmentation_metrics": "metrics",
+    "label_metrics": "metrics",
+    "mean_metrics": "metrics",
+    "DiceAccumulator": "metrics",
+    "Volume": "volume_io",
+    "VolumeError": "volume_io",
+    "read_volume": "volume_io",
+    "read_label_map": "volume_io",
+    "write_label_map": "volume_io",
+    "make_phantom": "phantom",
+    "write_lits_folder": "phantom",
+    "Preprocessing": "inference",
+    "segment": "inference",
+    "InferenceCancelled": "inference",
+    "load_bundle": "bundle",
+    "save_bundle": "bundle",
+    "ModelCard": "bundle",
+    "segment_volume": "pipeline",
+    "segment_file": "pipeline",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'MPUNetCore' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -34,6 +34,7 @@ TORCH_FREE_CORE = {
     "MPUNetCore.model_card",
     "MPUNetCore.networks.registry",
     "MPUNetCore.phantom",
+    "MPUNetCore.ranks",
     "MPUNetCore.registry",
     "MPUNetCore.volume_checks",
 }

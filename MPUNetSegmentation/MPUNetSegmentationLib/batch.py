@@ -16,6 +16,11 @@ For every case of the input folder (image files, or DICOM series in sub-folders,
 A failing case is logged and skipped; the others complete. Existing outputs of a case are kept (and the
 model not run again) unless ``overwrite``. The exit code is 0 when every case succeeded, 1 when any failed
 (their names are listed at the end), 2 for unusable arguments.
+
+Under ``torchrun`` each process takes its share of the cases (``batch_ranks.py``) and logs to
+``mpunet_batch.rank-R.log`` (rank 0: ``mpunet_batch.log``); once all are done, rank 0 logs the merged
+list of every rank's cases and failures and writes ``metrics.csv`` (atomically, once). The label maps and
+segmentations are those of a one-process run; every process exits with the merged exit code.
 """
 
 from __future__ import annotations
@@ -163,23 +168,27 @@ def run_batch(options: BatchOptions, echo: Optional[Callable[[str], None]] = pri
     from MPUNetCore.cases import discover_cases
     from MPUNetCore.output_guard import refuse_outputs_onto_inputs, reserve_output
 
+    from .batch_ranks import BatchRanks
     from .headless import ensure_slicer
     from .process import normalized_device
 
     options = absolute_paths(options)
     ensure_slicer()
-    normalized_device(options.device)
+    ranks = BatchRanks.current(options.python)
+    options = replace(options, device=ranks.device(normalized_device(options.device)))
     if options.labels is not None and not Path(options.labels).is_dir():
         raise FileNotFoundError(f"the label folder {options.labels} does not exist")
     cases = discover_cases(options.input, kind="image")
-    refuse_outputs_onto_inputs(planned_outputs(options.output, cases), batch_inputs(options, cases))
-    with reserve_output(options.output / LOG_NAME):  # one batch run per output folder at a time
-        return _run_cases(options, cases, echo)
+    log_name = ranks.log_name(LOG_NAME)
+    outputs = planned_outputs(options.output, cases, log_name)
+    refuse_outputs_onto_inputs(outputs, batch_inputs(options, cases))
+    with reserve_output(options.output / log_name):  # one batch run per output folder at a time
+        return _run_cases(options, cases, echo, ranks)
 
 
-def planned_outputs(output: Path, cases: Sequence[Any]) -> List[Path]:
-    """Every file a batch run may write into ``output`` for ``cases``."""
-    files = [output / LOG_NAME, output / METRICS_NAME]
+def planned_outputs(output: Path, cases: Sequence[Any], log_name: str = LOG_NAME) -> List[Path]:
+    """Every file a batch run (its process ``log_name`` logs to) may write into ``output`` for ``cases``."""
+    files = [output / log_name, output / METRICS_NAME]
     for case in cases:
         files.extend(output_paths(output, case.name))
     return files
@@ -200,14 +209,18 @@ def batch_inputs(options: BatchOptions, cases: Sequence[Any]) -> List[Path]:
 
 
 def _run_cases(
-    options: BatchOptions, cases: Sequence[Any], echo: Optional[Callable[[str], None]]
+    options: BatchOptions, cases: Sequence[Any], echo: Optional[Callable[[str], None]], ranks: Any
 ) -> BatchReport:
-    log = _Log(Path(options.output) / LOG_NAME, echo)
+    log = _Log(Path(options.output) / ranks.log_name(LOG_NAME), echo)
     report = BatchReport()
     try:
         log(f"MPU-Net batch: {len(cases)} case(s) in {options.input} -> {options.output}")
         log(f"model {options.model or 'default'}, device {options.device}, overwrite {options.overwrite}")
-        for number, case in enumerate(cases, 1):
+        numbered = list(enumerate(cases, 1))
+        if ranks.enabled:
+            numbered = ranks.ranks.share(numbered)
+            log(f"torchrun: rank {ranks.ranks.rank} of {ranks.ranks.world} takes {len(numbered)} case(s)")
+        for number, case in numbered:
             start = time.monotonic()
             log(f"[{number}/{len(cases)}] {case.name}: {case.path}")
             try:
@@ -220,6 +233,10 @@ def _run_cases(
             (report.done if ran else report.kept).append(case.name)
             verb = "done" if ran else "kept existing outputs"
             log(f"[{number}/{len(cases)}] {case.name}: {verb} ({time.monotonic() - start:.1f} s)")
+        if ranks.enabled:  # every rank waits here for the others; then rank 0 speaks for all
+            _merge_ranks(report, ranks, [case.name for case in cases], log)
+            if ranks.ranks.rank != 0:
+                return report
         if options.labels is not None:
             report.metrics = _write_metrics(options, log, report)
         log(f"{len(report.done)} done, {len(report.kept)} kept, {len(report.failed)} failed")
@@ -228,6 +245,18 @@ def _run_cases(
     finally:
         log.close()
     return report
+
+
+def _merge_ranks(report: BatchReport, ranks: Any, order: List[str], log: Callable[[str], None]) -> None:
+    """Replace this rank's lists in ``report`` by every rank's, merged in case order."""
+    from .batch_ranks import merge
+
+    mine = {"done": report.done, "kept": report.kept, "failed": [list(f) for f in report.failed]}
+    merged = merge(ranks.gather(mine), order)
+    report.done, report.kept = merged["done"], merged["kept"]
+    report.failed = [(name, reason) for name, reason in merged["failed"]]
+    if ranks.ranks.rank == 0:
+        log(f"torchrun: merged the reports of {ranks.ranks.world} processes")
 
 
 def output_paths(output: Path, name: str) -> Tuple[Path, Path]:
@@ -253,6 +282,8 @@ def _run_case(name: str, path: Path, options: BatchOptions, log: Callable[[str],
 def _segment_in_background(
     source: Path, target: Path, options: BatchOptions, log: Callable[[str], None]
 ) -> None:
+    from MPUNetCore.ranks import single_process_environment
+
     from .background import BackgroundCommand
     from .dependencies import background_environment, mpunetcore_root, python_executable
     from .process import SegmentationOptions
@@ -262,7 +293,8 @@ def _segment_in_background(
     args = settings.command(options.python or python_executable(), source, target)
     if options.overwrite:
         args.append("--overwrite")
-    command = BackgroundCommand(args, env=background_environment(), cwd=str(mpunetcore_root()))
+    env = single_process_environment(background_environment())  # under torchrun: one case, this process's
+    command = BackgroundCommand(args, env=env, cwd=str(mpunetcore_root()))
     command.start()
     code = command.wait()  # all output is collected once it returns
     messages = [line for line in command.stdout_lines + command.stderr_lines if not _is_progress(line)]
@@ -337,13 +369,15 @@ def main(argv: Sequence[str], echo: Optional[Callable[[str], None]] = print) -> 
     """Run the batch with command-line arguments; returns the exit code (0 ok, 1 a case failed, 2 usage)."""
     import sys
 
+    from MPUNetCore.ranks import current_ranks
+
     options = parse_args(argv)
     try:
         report = run_batch(options, echo)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
         print(f"mpunet_batch: error: {error}", file=sys.stderr)
         return 2
-    if report.failed:
+    if report.failed and current_ranks().rank == 0:  # one merged list under torchrun
         names = ", ".join(f"{name} ({reason.splitlines()[0]})" for name, reason in report.failed)
         print(f"mpunet_batch: {len(report.failed)} failed: {names}", file=sys.stderr)
     return report.exit_code
