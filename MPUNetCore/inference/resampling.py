@@ -139,7 +139,7 @@ def iter_to_grid(
 def probabilities_to_labels(
     probs: torch.Tensor,
     out_shape: Sequence[int],
-    chunk_slices: int = 8,
+    chunk_slices: Optional[int] = None,
     check: Optional[Callable[[], None]] = None,
 ) -> np.ndarray:
     """Argmax label map on the input grid: per-class probabilities are resampled, then argmax'd.
@@ -150,6 +150,14 @@ def probabilities_to_labels(
     classes never exist at once. Output voxels whose label is decided on the network grid (see
     :mod:`.decided`) take it from there; only the rows holding undecided voxels are interpolated,
     with the same arithmetic as whole slices, so the labels equal those of interpolating everything.
+
+    Args:
+        probs: (C, z', y', x') probabilities on the network grid (CPU).
+        out_shape: the input grid (z, y, x).
+        chunk_slices: output slices per chunk; None: as many as make 2**23 output voxels (32 slices of
+            512 x 512), so a chunk's float32 band holds at most C x 32 MiB. Few large chunks matter:
+            torch's threads hand over at each call, which on a loaded machine costs more than the work.
+        check: called before each chunk (e.g. to raise on cancellation).
 
     Returns:
         uint8 array of shape ``out_shape``.
@@ -163,8 +171,12 @@ def probabilities_to_labels(
     iy0, iy1, _ = linear_source_indices(ny, oy)
     ix0 = linear_source_indices(nx, ox)[0]
     exact_rows = _power_of_two_ratio(ny, oy)
-    # bookkeeping in NumPy (no thread hand-offs); the float work below stays in torch
+    if chunk_slices is None:
+        chunk_slices = max(1, 2**23 // max(1, oy * ox))
+    # First the NumPy bookkeeping for every chunk, then the torch work in one run: torch's worker
+    # threads spin between its calls, so interleaving single-threaded NumPy work would keep them busy.
     z_src, y_src, x_src = iz0.numpy(), iy0.numpy(), ix0.numpy()
+    bands = []
     for z0 in range(0, oz, chunk_slices):
         if check is not None:
             check()
@@ -173,8 +185,12 @@ def probabilities_to_labels(
         # right wherever decided; undecided rows are overwritten below
         np.take(np.take(codes[src], y_src, axis=1), x_src, axis=2, out=out[z0:z1])
         rows = np.flatnonzero(~rows_decided[src].all(axis=0)[y_src])
-        if rows.size == 0:
-            continue
+        if rows.size:
+            bands.append((z0, z1, rows))
+    out_t = torch.from_numpy(out)
+    for z0, z1, rows in bands:
+        if check is not None:
+            check()
         r0, r1 = (int(rows[0]), int(rows[-1]) + 1) if exact_rows else (0, oy)
         a, b, o = _row_window(r0, r1, iy0, iy1, ny, oy) if exact_rows else (0, ny, 0)
         if nz == oz:
@@ -185,7 +201,7 @@ def probabilities_to_labels(
         if (oy, ox) != (ny, nx):
             size = ((b - a) * oy // ny, ox)
             blk = F.interpolate(blk, size=size, mode="bilinear", align_corners=False)
-        out[z0:z1, r0:r1] = argmax_classes(blk[:, :, r0 - o : r1 - o]).numpy()
+        out_t[z0:z1, r0:r1] = argmax_classes(blk[:, :, r0 - o : r1 - o])
     return out
 
 
