@@ -28,6 +28,7 @@ from torch import nn
 
 from ..profiling import stage
 from .devices import autocast_context, resolve_precision, select_device
+from .layout import choose_layout, layout_forward
 from .settings import Blending, InferenceSettings, resolve_settings
 
 ProgressFn = Callable[[int, int], None]
@@ -145,7 +146,9 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
-def _forward(model: nn.Module, x: torch.Tensor, flips: List[Tuple[int, ...]]) -> torch.Tensor:
+def _forward(
+    model: Callable[[torch.Tensor], Any], x: torch.Tensor, flips: List[Tuple[int, ...]]
+) -> torch.Tensor:
     total: Optional[torch.Tensor] = None
     for dims in flips:
         y = model(x.flip(dims) if dims else x)
@@ -285,6 +288,8 @@ def sliding_window_predict(
     wsum = torch.zeros(padded, dtype=torch.float32)
     model.to(dev)
     with eval_mode(model):
+        layout = choose_layout(settings.layout.value, model, (1, h, w) if two_d else win, dev)
+        run = layout_forward(model, layout)
         for b0 in range(0, total, int(batch_size)):
             check_cancel(cancel)
             batch = positions[b0 : b0 + int(batch_size)]
@@ -293,7 +298,7 @@ def sliding_window_predict(
                 xb = xb[:, :, 0]
             # inference_mode only around the network: accumulators stay normal tensors
             with stage("network forward"), torch.inference_mode(), autocast_context(dev, amp_dtype):
-                yb = _forward(model, xb.to(dev, non_blocking=True), flips)
+                yb = _forward(run, xb.to(dev, non_blocking=True), flips)
                 if two_d:
                     yb = yb.unsqueeze(2)
                 yb = yb.mul_(imp).cpu()
