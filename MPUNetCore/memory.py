@@ -15,8 +15,13 @@ import re
 from typing import Optional, Sequence, Union
 
 #: Bytes of activations per window voxel and per channel of the first layer, for one window in eval
-#: mode (background §5: the released MPU-Net, 16 channels, needs about 3.4 GB for 48 x 256 x 256).
-ACTIVATION_BYTES_PER_VOXEL_CHANNEL = 70
+#: mode, as resident memory with the tuned allocator (``MPUNetCore.allocator``, which keeps freed
+#: blocks): the full-width released MPU-Net (16 channels) measured 88 at 16 x 128 x 128 and about 85 at
+#: 48 x 256 x 256 (a 512 x 512 x 400 run peaking at 5.51 GiB); 90 keeps the estimate above both.
+ACTIVATION_BYTES_PER_VOXEL_CHANNEL = 90
+#: Resident memory of the process before any data: Python, torch, SimpleITK and MPUNetCore loaded
+#: (318 MB measured on Linux), plus thread pools and libraries' caches.
+RUNTIME_BYTES = 400 * 2**20
 _UNITS = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50}
 
 
@@ -92,6 +97,15 @@ def first_layer_channels(model) -> int:
     return 16
 
 
+def model_bytes(model) -> int:
+    """Bytes of a model's parameters and buffers (0 for an object without them)."""
+    try:
+        tensors = list(model.parameters()) + list(model.buffers())
+    except AttributeError:
+        return 0
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
 def estimate_run_bytes(
     input_shape: Sequence[int],
     network_shape: Sequence[int],
@@ -100,12 +114,14 @@ def estimate_run_bytes(
     batch_size: int,
     base_channels: int,
     activations_on_host: bool = True,
+    model_bytes: int = 0,
 ) -> int:
     """Peak host memory of one segmentation, estimated from sizes only (no allocation).
 
-    The input as float32, the network-grid image (and its padded copy) and its accumulators (one per
-    class plus the weight sum), the label map and the activations of one batch of windows;
-    post-processing (about 6 bytes per input voxel) runs after the network-grid buffers are freed.
+    The process itself (:data:`RUNTIME_BYTES`) and the model's parameters, the input as float32,
+    the network-grid image (and its padded copy) and its accumulators (one per class plus the weight
+    sum), the label map and the activations of one batch of windows; post-processing (about 6 bytes
+    per input voxel) runs after the network-grid buffers are freed.
 
     Args:
         input_shape: (z, y, x) of the input.
@@ -115,6 +131,7 @@ def estimate_run_bytes(
         batch_size: windows per forward pass.
         base_channels: channels of the first layer (see :func:`first_layer_channels`).
         activations_on_host: count the activations (False when they live on a GPU).
+        model_bytes: bytes of the model's parameters and buffers (on the host).
 
     Returns:
         The estimate in bytes.
@@ -122,7 +139,7 @@ def estimate_run_bytes(
     n_in, n_net = _product(input_shape), _product(network_shape)
     acts = window_voxels * batch_size * base_channels * ACTIVATION_BYTES_PER_VOXEL_CHANNEL
     network_phase = n_in + 4 * (classes + 3) * n_net + (acts if activations_on_host else 0)
-    return 4 * n_in + max(network_phase, 6 * n_in)
+    return RUNTIME_BYTES + int(model_bytes) + 4 * n_in + max(network_phase, 6 * n_in)
 
 
 def check_run_memory(
@@ -133,6 +150,8 @@ def check_run_memory(
     network_spacing: Sequence[float],
     needed: int,
     max_memory: Union[None, str, int] = None,
+    source: Optional[str] = None,
+    fix: str = "",
 ) -> None:
     """Refuse a run whose estimated peak memory exceeds the budget.
 
@@ -151,7 +170,8 @@ def check_run_memory(
     limit = budget(max_memory)
     if limit is None or needed <= limit:
         return
-    source = f"--max-memory {format_bytes(limit)}" if max_memory is not None else "available memory"
+    if source is None:
+        source = f"--max-memory {format_bytes(limit)}" if max_memory is not None else "available memory"
     z, y, x = (int(v) for v in input_shape)
     nz, ny, nx = (int(v) for v in network_shape)
     raise MemoryBudgetError(
@@ -161,7 +181,7 @@ def check_run_memory(
         + f" mm become a network grid of {nx} x {ny} x {nz} voxels of "
         + " x ".join(f"{s:.4g}" for s in network_spacing)
         + " mm. Check the voxel spacing in the file's header (CT slices are 0.5-10 mm apart); "
-        "if it is right, run on a machine with more memory or raise --max-memory."
+        f"if it is right, {fix}run on a machine with more memory or raise --max-memory."
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Collection, Optional, Union
 
 import numpy as np
 
@@ -12,6 +12,7 @@ from MPUNetCore.fileutils import check_writable
 from MPUNetCore.inference import Preprocessing, segment
 from MPUNetCore.inference.settings import InferenceSettings, resolve_settings
 from MPUNetCore.input_checks import WarnFn, checked_array
+from MPUNetCore.memory_plan import fit_settings
 from MPUNetCore.output_guard import (
     check_label_map_format,
     input_files,
@@ -33,6 +34,7 @@ def segment_volume(
     max_memory: Union[None, str, int] = None,
     fill_nonfinite: Optional[float] = None,
     warn: Optional[WarnFn] = None,
+    keep: Collection[str] = (),
     **overrides: Any,
 ) -> np.ndarray:
     """Label map of `volume` on its own grid, with the preprocessing and settings its card prescribes.
@@ -44,9 +46,13 @@ def segment_volume(
         progress: called as `progress(windows_done, windows_total)`.
         cancel: a `threading.Event` or zero-argument callable; when it turns true the run stops
             between windows with `InferenceCancelled`.
-        max_memory: memory budget ("4G", bytes) the estimated peak must fit; None: the memory available.
+        max_memory: memory budget ("4G", bytes); the window and batch size are chosen to fit it
+            (`MPUNetCore.memory_plan`). None: on the CPU min(4 GiB, the memory available).
         fill_nonfinite: HU that replaces NaN/Inf voxels; None refuses a volume holding any.
-        warn: called with each warning (values that do not look like CT, voxels replaced).
+        warn: called with each warning (values that do not look like CT, voxels replaced, a window
+            made smaller to fit the budget).
+        keep: settings the user chose explicitly ("window", "batch_size"): the budget planning never
+            changes them (a run that cannot fit with them is refused).
         **overrides: single settings replacing those of `settings` (device, tta, postprocess,
             batch_size, ...; see `InferenceSettings`); None values are ignored.
 
@@ -54,10 +60,13 @@ def segment_volume(
         A uint8 array of the volume's shape holding the card's class values.
     """
     base = settings if settings is not None else bundle.card.inference
-    chosen = resolve_settings(base, {k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    chosen = resolve_settings(base, given)
+    keep = set(keep) | {k for k in ("window", "batch_size") if k in given}  # explicit: never planned
     preprocessing = Preprocessing.from_dict(bundle.card.preprocessing)
     with stage("input checks"):
-        array = checked_array(volume, bundle.model, preprocessing, chosen, max_memory, fill_nonfinite, warn)
+        chosen = fit_settings(volume, bundle.model, preprocessing, chosen, max_memory, keep, warn)
+        array = checked_array(volume, fill_nonfinite, warn)
     return segment(
         array,
         volume.spacing,

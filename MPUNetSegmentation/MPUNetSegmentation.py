@@ -86,6 +86,7 @@ class MPUNetSegmentationParameterNode:
     device: Device = Device.AUTO
     quality: Quality = Quality.FAST
     postprocess: bool = True
+    maxMemory: str = ""  # memory budget such as "4G" ("": on the CPU min(4 GiB, available memory))
     outputSegmentation: vtkMRMLSegmentationNode
     show3D: bool = False
     reference: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, None]  # None: nothing chosen
@@ -250,6 +251,7 @@ class MPUNetSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
             device=p.device.value,
             tta=p.quality == Quality.ACCURATE,
             postprocess=p.postprocess,
+            maxMemory=p.maxMemory or None,
         )
         self.ui.logTextEdit.clear()
         self.ui.progressBar.value = 0

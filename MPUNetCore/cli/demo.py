@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from MPUNetCore.cli.segment import add_model_options, load_model, settings_from_args
+from MPUNetCore.cli.segment import add_model_options, explicit_settings, load_model, settings_from_args
 
 DEFAULT_OUTPUT = Path("mpunet-demo")
 DEMO_SEED = 2026  # not among the seeds the demo model was trained on
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         bundle,
         overwrite=args.overwrite,
         settings=settings_from_args(args, bundle.card),
+        keep=explicit_settings(args),
         progress=ProgressBar("segmenting", args.progress),
     )
     print(f"segmentation: {prediction_path} ({time.perf_counter() - started:.1f} s)")

@@ -88,8 +88,10 @@ def add_input_options(parser: argparse.ArgumentParser) -> None:
         "--max-memory",
         type=memory_size,
         metavar="SIZE",
-        help="memory a run may use, e.g. 8G; a run estimated to need more is refused before it starts "
-        "(default: the memory available now)",
+        help="memory a run may use, e.g. 3G: the window and batch size are chosen to fit it (depth "
+        "first, then in-plane; a warning names a smaller window, whose labels can differ slightly), and a "
+        "run that cannot fit even so is refused before it starts (default on the CPU: 4 GiB, or the "
+        "memory available if less; a scan that cannot fit 4 GiB at all gets the memory available)",
     )
 
 
@@ -120,7 +122,19 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="keep every liver component and tumours outside the liver",
     )
     parser.add_argument(
-        "--batch-size", type=int, default=None, help="windows per forward pass (default: the card's)"
+        "--batch-size",
+        type=int,
+        default=None,
+        help="windows per forward pass (default: the card's, lowered to 1 if the memory budget needs it)",
+    )
+    parser.add_argument(
+        "--window",
+        type=int,
+        nargs=3,
+        metavar=("D", "H", "W"),
+        default=None,
+        help="network-grid window (0: the full extent of that axis; default: the card's, made smaller "
+        "if the memory budget needs it). Given here, it is kept: a run that cannot fit is refused",
     )
 
 
@@ -131,8 +145,14 @@ def settings_from_args(args: argparse.Namespace, card: ModelCard) -> InferenceSe
         "tta": args.tta,
         "postprocess": args.postprocess,
         "batch_size": args.batch_size,
+        "window": None if args.window is None else tuple(v or None for v in args.window),
     }
     return card.inference.replace(**{k: v for k, v in given.items() if v is not None})
+
+
+def explicit_settings(args: argparse.Namespace) -> Tuple[str, ...]:
+    """The settings given on the command line that the memory planning must keep (window, batch size)."""
+    return tuple(k for k in ("window", "batch_size") if getattr(args, k, None) is not None)
 
 
 def load_model(args: argparse.Namespace):
@@ -232,6 +252,7 @@ def _segment_all(
                     allow_uneven_slices=args.allow_uneven_slices,
                     fill_nonfinite=args.fill_nonfinite,
                     max_memory=args.max_memory,
+                    keep=explicit_settings(args),
                     warn=warn,
                 )
         except (ValueError, OSError, RuntimeError, MemoryError) as error:

@@ -8,11 +8,14 @@ Two steps, both on by default:
    its tumours) is kept; everything outside it becomes background, tumours included.
 
 Connected components use SimpleITK (``ConnectedComponent``), face+edge+vertex connectivity by default.
+Both steps run on the smallest box holding every labelled voxel: components, the liver's dilation and
+the tumours' contacts cannot reach outside it, so the result is the same as on the whole volume while
+the temporaries (masks, uint32 component labels) shrink to the box, typically a small part of a CT.
 """
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -40,6 +43,26 @@ def largest_component(mask: np.ndarray, fully_connected: bool = True) -> np.ndar
     return cc == int(np.argmax(counts))
 
 
+def foreground_box(labels: np.ndarray) -> Optional[Tuple[slice, ...]]:
+    """The smallest box (one slice per axis) holding every nonzero voxel of ``labels``; None if none.
+
+    Reduces along the first axis once, then only inside its extent, so a CT whose labels fill a few
+    slices costs little more than one pass over the volume.
+    """
+    if labels.size == 0:
+        return None
+    first = np.flatnonzero(labels.reshape(labels.shape[0], -1).max(axis=1))
+    if first.size == 0:
+        return None
+    box = [slice(int(first[0]), int(first[-1]) + 1)]
+    inner = labels[box[0]]
+    for axis in range(1, labels.ndim):
+        others = tuple(a for a in range(labels.ndim) if a != axis)
+        hit = np.flatnonzero(inner.max(axis=others))
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
+
+
 def postprocess_labels(
     labels: np.ndarray,
     largest_liver: bool = True,
@@ -61,6 +84,15 @@ def postprocess_labels(
     if labels.dtype.kind not in "iub":
         raise ValueError(f"labels must be an integer label map, got dtype {labels.dtype}")
     out = labels.astype(np.uint8, copy=True)
+    box = foreground_box(out)
+    if box is None:
+        return out
+    _clean(out[box], largest_liver, tumour_in_liver, fully_connected)
+    return out
+
+
+def _clean(out: np.ndarray, largest_liver: bool, tumour_in_liver: bool, fully_connected: bool) -> None:
+    """Both steps in place on ``out`` (a view of the labelled box)."""
     if tumour_in_liver:
         tumour = out == 2
         if tumour.any():
@@ -79,4 +111,3 @@ def postprocess_labels(
     if largest_liver:
         keep_mask = largest_component(out >= 1, fully_connected)
         out[~keep_mask] = 0
-    return out

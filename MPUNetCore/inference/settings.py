@@ -25,6 +25,7 @@ __all__ = [
     "DeviceKind",
     "InferenceSettings",
     "InferenceSettingsError",
+    "Layout",
     "Precision",
     "parse_device",
     "resolve_settings",
@@ -52,6 +53,14 @@ class Precision(str, Enum):
     FLOAT32 = "float32"
     BFLOAT16 = "bfloat16"
     FLOAT16 = "float16"
+
+
+class Layout(str, Enum):
+    """Memory layout of the network's forward ("auto": the measured rule of ``inference.layout``)."""
+
+    AUTO = "auto"
+    CONTIGUOUS = "contiguous"
+    CHANNELS_LAST = "channels_last"
 
 
 class DeviceKind(str, Enum):
@@ -133,6 +142,9 @@ class InferenceSettings:
         postprocess: keep the largest liver component and only tumours touching the liver.
         device: "auto", "cpu", "cuda", "cuda:N" or "mps" ("gpu" is read as "cuda").
         precision: autocast precision of the forward pass.
+        layout: memory layout of the forward pass: "contiguous" (plain PyTorch), "channels_last"
+            (channels-last tensors and oneDNN convolutions, see ``MPUNetCore.inference.layout``) or
+            "auto" (the measured rule there). The same probabilities to float32 rounding.
         crop_to_body: run the network only on the in-plane bounding box of the body (everything above
             the lower HU clip, plus ``body_margin``). Off by default: the network then sees less air
             than in training, so verify on real weights first.
@@ -150,6 +162,7 @@ class InferenceSettings:
     postprocess: bool = True
     device: str = "auto"
     precision: Precision = Precision.AUTO
+    layout: Layout = Layout.AUTO
     crop_to_body: bool = False
     body_margin: int = 8
     click_window: Optional[Window] = None
@@ -162,6 +175,7 @@ class InferenceSettings:
         put("click_window", _window(self.click_window, "click_window", allow_none=True))
         put("blending", _enum(Blending, self.blending, "blending"))
         put("precision", _enum(Precision, self.precision, "precision"))
+        put("layout", _enum(Layout, self.layout, "layout"))
         kind, index = parse_device(self.device)
         put("device", kind.value if index is None else f"{kind.value}:{index}")
         put("tta", _tta(self.tta))

@@ -50,6 +50,7 @@ class BatchOptions:
     tta: bool = False
     postprocess: bool = True
     python: Optional[str] = None
+    max_memory: Optional[str] = None  # memory budget such as "4G" (None: mpunet segment's default)
 
 
 @dataclass
@@ -83,7 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-postprocess", dest="postprocess", action="store_false", help="no post-processing"
     )
+    parser.add_argument(
+        "--max-memory",
+        type=_memory_size,
+        metavar="SIZE",
+        help="memory each case may use, e.g. 3G: the window and batch size are chosen to fit it "
+        "(default: on the CPU 4 GiB, or the memory available if less)",
+    )
     return parser
+
+
+def _memory_size(text: str) -> str:
+    """argparse type of --max-memory: checked like ``mpunet segment`` checks it, passed on as written."""
+    from MPUNetCore.memory import parse_memory  # torch-free
+
+    parse_memory(text)
+    return text
 
 
 def parse_args(argv: Sequence[str]) -> BatchOptions:
@@ -105,6 +121,7 @@ def parse_args(argv: Sequence[str]) -> BatchOptions:
         args.overwrite,
         args.tta,
         args.postprocess,
+        max_memory=args.max_memory,
     )
     return absolute_paths(options)
 
@@ -289,7 +306,9 @@ def _segment_in_background(
     from .process import SegmentationOptions
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    settings = SegmentationOptions.create(options.model, options.device, options.tta, options.postprocess)
+    settings = SegmentationOptions.create(
+        options.model, options.device, options.tta, options.postprocess, options.max_memory
+    )
     args = settings.command(options.python or python_executable(), source, target)
     if options.overwrite:
         args.append("--overwrite")

@@ -50,6 +50,7 @@ class MPUNetLogic:
         device: str = "auto",
         tta: bool = False,
         postprocess: bool = True,
+        maxMemory: Optional[str] = None,
         waitForCompletion: bool = True,
         progressCallback: Optional[ProgressCallback] = None,
         logCallback: Optional[LogCallback] = None,
@@ -68,6 +69,8 @@ class MPUNetLogic:
             device: "auto", "cpu", "cuda"/"gpu", "cuda:N" or "mps".
             tta: test-time augmentation by mirroring ("accurate" quality; slower).
             postprocess: keep the largest liver component and tumours inside the liver.
+            maxMemory: memory budget such as "4G" or "512M" (``mpunet segment --max-memory``): the window
+                and batch size are chosen to fit it. None or "": on the CPU min(4 GiB, available memory).
             waitForCompletion: True: return the node when done. False: return the running
                 :class:`.process.SegmentationJob` at once; call its ``poll()`` regularly from the main
                 thread (the widget uses a timer) until it returns True, then read ``segmentation_node``.
@@ -78,14 +81,14 @@ class MPUNetLogic:
             The segmentation node, or the job when ``waitForCompletion`` is False.
 
         Raises:
-            ValueError: on a missing or unsuitable input, or a bad device.
+            ValueError: on a missing or unsuitable input, a bad device or a bad memory size.
             RuntimeError: when another run of this logic is still going.
             SegmentationFailed: the run failed; ``str(error)`` and ``error.stderr`` hold its error text.
             SegmentationCancelled: :meth:`cancel` was called while waiting.
         """
         if self.isRunning:
             raise RuntimeError("a segmentation is already running: wait for it or cancel it first")
-        options = SegmentationOptions.create(model, device, tta, postprocess)
+        options = SegmentationOptions.create(model, device, tta, postprocess, maxMemory)
         job = SegmentationJob(
             inputVolume,
             options,

@@ -71,23 +71,41 @@ class SegmentationOptions:
         model: registry name or bundle path (card .json, weights .pt or folder); None: the default model.
         settings: ``MPUNetCore``'s inference settings (torch-free). Of these, the device, test-time
             augmentation and post-processing reach the background run (``mpunet segment`` options); the
-            window, overlap and the rest are the model card's.
+            window, overlap and the rest are the model card's (the window and batch size made smaller
+            where the memory budget needs it: ``MPUNetCore.memory_plan``).
+        max_memory: the memory budget ("4G", "512M"; ``mpunet segment --max-memory``); None: the default
+            (on the CPU min(4 GiB, the memory available)).
     """
 
     model: Optional[str] = None
     settings: InferenceSettings = field(default_factory=lambda: _settings())
+    max_memory: Optional[str] = None
 
     @classmethod
     def create(
-        cls, model: Optional[str] = None, device: str = "auto", tta: bool = False, postprocess: bool = True
+        cls,
+        model: Optional[str] = None,
+        device: str = "auto",
+        tta: bool = False,
+        postprocess: bool = True,
+        max_memory: Optional[str] = None,
     ) -> SegmentationOptions:
-        """Options from the module's controls.
+        """Options from the module's controls (an empty ``max_memory`` means the default).
 
         Raises:
-            ValueError: on a device other than auto, cpu, cuda (or gpu), cuda:N or mps.
+            ValueError: on a device other than auto, cpu, cuda (or gpu), cuda:N or mps, or a memory size
+                that is not like 4G or 512M.
         """
+        from MPUNetCore.memory import parse_memory  # torch-free
+
         settings = _settings(device=device, tta=bool(tta), postprocess=bool(postprocess))
-        return cls(model=model or None, settings=settings)
+        memory = str(max_memory).strip() if max_memory is not None else ""
+        if memory:
+            try:
+                parse_memory(memory)
+            except ValueError as error:
+                raise ValueError(f"Memory limit: {error}") from None
+        return cls(model=model or None, settings=settings, max_memory=memory or None)
 
     @property
     def device(self) -> str:
@@ -109,6 +127,8 @@ class SegmentationOptions:
             args.append("--tta")
         if not self.settings.postprocess:
             args.append("--no-postprocess")
+        if self.max_memory:
+            args += ["--max-memory", self.max_memory]
         return args
 
 
