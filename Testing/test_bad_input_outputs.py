@@ -122,7 +122,6 @@ def test_training_export_never_writes_over_the_run_it_reads(tmp_path, capsys):
     assert snapshot(tmp_path) == before
 
 
-
 def test_training_report_never_writes_over_the_runs_it_reads(tmp_path, capsys):
     from Training.cli import main as training_main
     from Training.report import load_run, report_files

@@ -145,8 +145,12 @@ def _two_ranks(tmp_path: Path, *args: str, timeout: float = 120) -> List[subproc
     command = [sys.executable, "-m", "Training", "train", "--progress", "none", *args]
     ranks = [
         subprocess.Popen(
-            command, cwd=tmp_path, env=dict(env, RANK=str(r), LOCAL_RANK=str(r)),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            command,
+            cwd=tmp_path,
+            env=dict(env, RANK=str(r), LOCAL_RANK=str(r)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for r in range(2)
     ]

@@ -155,7 +155,6 @@ def test_all_zero_direction_says_so_in_words(tiny_model, tmp_path, capfd):
     assert str(source) in line and "direction matrix is singular" in line and "(0 0 0)" not in line
 
 
-
 def write_nifti1(path: Path, srow_x: tuple, sform_code: int = 1) -> Path:
     """A NIfTI-1 file written by hand (fixed 348-byte header): 10 x 8 x 6 int16 voxels of -500 HU,
     spacing 0.8 x 0.8 x 2 mm, identity qform, and the given first sform row (srow_y/z are plain)."""

@@ -107,4 +107,3 @@ def export_run(
         card = build_card(run, config, name)
         model = load_model(run, config, "best")
         return save_bundle(model, card, path, overwrite=overwrite)
-
