@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import time
 
 import numpy as np
@@ -75,8 +76,11 @@ def test_peak_of_a_stage_covers_what_it_allocated():
         with stage("small"):
             pass
         with stage("big"):
-            block = np.ones(64 << 20 >> 3)  # 64 MiB touched
-            del block
+            # 64 MiB of fresh pages, touched: an anonymous mapping, not malloc, which may hand back
+            # memory that is already resident after earlier tests (the peak would then not move)
+            block = mmap.mmap(-1, 64 << 20)
+            block.write(b"\x01" * (64 << 20))
+            block.close()
     small, big = prof.stages()[:2]
     if prof.peak_exact:  # per-stage peaks (Linux): the big stage's peak is 64 MiB above the small one's
         assert big.peak_rss - small.peak_rss >= 60 << 20
