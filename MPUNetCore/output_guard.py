@@ -194,9 +194,15 @@ def _create(lock: Path) -> Optional[int]:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return None
-    _try_lock(fd)
-    stamp = datetime.datetime.now().isoformat(timespec="seconds")
-    os.write(fd, f"process {os.getpid()} on {socket.gethostname()}, started {stamp}\n".encode())
+    try:
+        _try_lock(fd)
+        stamp = datetime.datetime.now().isoformat(timespec="seconds")
+        os.write(fd, f"process {os.getpid()} on {socket.gethostname()}, started {stamp}\n".encode())
+    except BaseException:  # an interruption (SIGTERM) between creating and returning: leave nothing
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        raise
     return fd
 
 
@@ -261,31 +267,31 @@ def reserve_output(path: PathLike) -> Iterator[Path]:
             _HELD[key] = (fd, depth - 1)
         return
     created = _missing_folders(lock.parent)
-    try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = _create(lock)
+    fd: Optional[int] = None
+    try:  # one finally for every way out, an interruption while the lock is being taken included
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = _create(lock)
+            if fd is None:
+                fd = _take_over(lock)
+        except OSError as error:
+            raise OutputNotWritableError(
+                f"cannot write the output {path}: its folder {lock.parent} cannot be written "
+                f"({error.strerror or error}); choose a folder you can write to."
+            ) from None
         if fd is None:
-            fd = _take_over(lock)
-    except OSError as error:
-        _remove_empty(created)
-        raise OutputNotWritableError(
-            f"cannot write the output {path}: its folder {lock.parent} cannot be written "
-            f"({error.strerror or error}); choose a folder you can write to."
-        ) from None
-    if fd is None:
-        _remove_empty(created)
-        raise OutputInUseError(
-            f"the output {path} is being written by {_owner(lock)}; wait until that run has finished, or "
-            f"choose another output. If no such run is going, delete {lock}."
-        )
-    _HELD[key] = (fd, 1)
-    try:
+            raise OutputInUseError(
+                f"the output {path} is being written by {_owner(lock)}; wait until that run has finished, "
+                f"or choose another output. If no such run is going, delete {lock}."
+            )
+        _HELD[key] = (fd, 1)
         yield path
     finally:
-        del _HELD[key]
-        with contextlib.suppress(OSError):
-            lock.unlink()
-        os.close(fd)
+        _HELD.pop(key, None)
+        if fd is not None:  # ours: remove it (another run's lock is never touched)
+            with contextlib.suppress(OSError):
+                lock.unlink()
+            os.close(fd)
         _remove_empty(created)
 
 

@@ -311,6 +311,25 @@ def test_a_lock_left_by_a_killed_run_does_not_block_the_next(ct, model, tmp_path
     assert not lock_path_for(out).exists()
 
 
+@pytest.mark.parametrize("where", ["_try_lock", "_owner_stamp"])
+def test_an_interruption_while_the_lock_is_taken_leaves_no_lock_and_no_folder(tmp_path, monkeypatch, where):
+    """SIGTERM can land between creating the lock file and holding it (seen once in CI): nothing stays."""
+    import MPUNetCore.output_guard as guard
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt  # what the command line's SIGTERM handler raises, at that moment
+
+    if where == "_try_lock":
+        monkeypatch.setattr(guard, "_try_lock", interrupted)
+    else:
+        monkeypatch.setattr(guard.socket, "gethostname", interrupted)
+    before = snapshot(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        with reserve_output(tmp_path / "new" / "deeper" / "seg.nii.gz"):
+            pass  # never reached
+    assert snapshot(tmp_path) == before
+
+
 @pytest.mark.slow
 def test_sigterm_mid_run_leaves_no_output_no_lock_no_temporary_file(model, tmp_path):
     ct = write_phantom(tmp_path / "data", seed=5, shape=(48, 96, 96))[0]
