@@ -37,9 +37,11 @@ from torch import nn
 from torch.func import functional_call
 from torch.overrides import TorchFunctionMode
 
+from .settings import Layout
+
 __all__ = ["LAYOUTS", "channels_last_parameters", "choose_layout", "layout_forward", "to_channels_last"]
 
-LAYOUTS = ("auto", "contiguous", "channels_last")
+LAYOUTS = tuple(layout.value for layout in Layout)  # the setting's values, in one place
 #: Windows with fewer voxels than this keep the plain layout under "auto". Measured (CPU seconds per
 #: forward, 2 threads, benchmarks/README.md): channels-last 0.93x at 16x32x32, 1.18x at 16x64x64,
 #: 1.40x at 16x128x128 and 16x256x256, 1.33x at 48x256x256 (demo model); 1.29x at 16x128x128 (full
