@@ -202,6 +202,36 @@ def test_tumor_prob_steers_foreground_patches_to_tumours():
     assert 0.35 < tumour_share(0.5) < 0.85
 
 
+def test_patches_of_a_thin_case_repeat_its_edge_slices_along_z_and_air_in_plane():
+    """A 3-slice case in a 9-slice patch: every patch slice is one of the case's slices (the nearest
+    one beyond its ends), image and label alike, as inference pads windows; in-plane the patch is
+    larger than the case and the rest is air (pad_value) with background label."""
+    from Training.config import AugmentConfig
+    from Training.sampling import PatchSampler
+
+    label = np.zeros((3, 6, 6), np.uint8)
+    label[:, 1:5, 1:5] = 1
+    label[0, 2, 2], label[2, 3, 3] = 2, 2  # the first and last slices differ
+    case = _ArrayCase(label)
+    augment = AugmentConfig(flip_prob=0.0, rotate_prob=0.0, intensity_prob=0.0)
+    sampler = PatchSampler([case], (9, 10, 10), "liver_tumor", augment, 0.0, -7.0, 3)
+    for position in range(5):
+        x, y = sampler.sample(0, position, 0)
+        x, y = x[0].numpy(), y.numpy()
+        inside = np.argwhere((y == 1).any(axis=0))
+        y0, x0 = inside.min(axis=0) - 1  # where the case's in-plane origin landed in the patch
+        z_of_case = [
+            next(k for k in range(3) if (x[i, y0 : y0 + 6, x0 : x0 + 6] == label[k]).all()) for i in range(9)
+        ]
+        # the case starts at patch slice k: k + 1 copies of its first slice, its middle one, then its last
+        k = z_of_case.count(0) - 1
+        assert z_of_case == [0] * (k + 1) + [1] + [2] * (7 - k)
+        assert (y[:, y0 : y0 + 6, x0 : x0 + 6] == label[z_of_case]).all()
+        outside = np.ones((10, 10), bool)
+        outside[max(y0, 0) : y0 + 6, max(x0, 0) : x0 + 6] = False
+        assert (x[:, outside] == -7.0).all() and (y[:, outside] == 0).all()
+
+
 # --------------------------------------------------------------------------------- train and resume
 
 

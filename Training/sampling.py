@@ -116,15 +116,23 @@ class PatchSampler:
     def _crop(
         self, image: np.ndarray, label: np.ndarray, start: Sequence[int]
     ) -> Tuple[np.ndarray, np.ndarray]:
+        """The patch at `start`; beyond the case, edge slices along z and air in-plane.
+
+        A scan ends along z because its range ended, not the patient: inference pads its windows with
+        the edge slices (``sliding_window.pad_to_window``), so training does the same, labels included
+        (they describe the repeated image). Air above and below would teach a thin scan to look like a
+        body a few millimetres thick.
+        """
         img = np.full(self.patch, self.pad_value, dtype=np.float32)
         lab = np.zeros(self.patch, dtype=np.uint8)
-        src, dst = [], []
-        for s, size, p in zip(start, image.shape, self.patch):
+        z = np.clip(np.arange(start[0], start[0] + self.patch[0]), 0, image.shape[0] - 1)
+        src, dst = [z], [slice(None)]
+        for s, size, p in zip(start[1:], image.shape[1:], self.patch[1:]):
             lo, hi = max(s, 0), min(s + p, size)
-            src.append(slice(lo, hi))
+            src.append(np.arange(lo, hi))
             dst.append(slice(lo - s, hi - s))
-        img[tuple(dst)] = image[tuple(src)]
-        lab[tuple(dst)] = label[tuple(src)]
+        img[tuple(dst)] = image[np.ix_(*src)]
+        lab[tuple(dst)] = label[np.ix_(*src)]
         return img, lab
 
     def _flip(
