@@ -384,26 +384,13 @@ def write_lits_folder(
     Returns:
         ``[(volume_path, segmentation_path), ...]`` in case order.
     """
-    from .volume_io import VolumeError, write_image
+    from .phantoms.folder import case_numbers, refuse_existing, write_case
 
-    numbers = list(range(cases)) if isinstance(cases, (int, np.integer)) else [int(n) for n in cases]
-    if any(n < 0 for n in numbers) or int(seed) != seed or seed < 0:
-        raise ValueError(
-            f"case numbers and seed must be non-negative integers; got cases={cases}, seed={seed}"
-        )
+    numbers = case_numbers(cases, seed)
     _check_args(shape, spacing)
-    outdir = Path(outdir)
-    names = [outdir / f"{kind}-{n}.nii.gz" for n in numbers for kind in ("volume", "segmentation")]
-    existing = [str(p) for p in names if p.exists()]
-    if existing and not overwrite:  # refuse before writing anything
-        raise VolumeError(
-            f"the output {existing[0]} already exists; choose another folder, or pass --overwrite to "
-            "replace it"
-        )
+    outdir = refuse_existing(outdir, numbers, overwrite)
     written = []
     for n in numbers:
         case_seed = int(np.random.SeedSequence([int(seed), n]).generate_state(1)[0])
-        image, label = make_phantom(case_seed, shape, spacing)
-        volume = write_image(image, outdir / f"volume-{n}.nii.gz", overwrite)
-        written.append((volume, write_image(label, outdir / f"segmentation-{n}.nii.gz", overwrite)))
+        written.append(write_case(outdir, n, *make_phantom(case_seed, shape, spacing), overwrite))
     return written
