@@ -305,6 +305,20 @@ def test_train_kill_resume_evaluate_export_report(lits_dir, tmp_path):
     bundle = load_bundle(card)
     assert [c.name for c in bundle.card.classes] == ["Background", "Liver", "Liver tumor"]
     assert "test" in bundle.card.metrics
+    assert bundle.card.training["checkpoint"] == "best"
+
+    # export --checkpoint last: the end-of-schedule weights; test metrics only once evaluate measured them.
+    last_card = tmp_path / "last" / "small.json"
+    assert main(["export", str(full), "--checkpoint", "last", "--output", str(last_card)]) == 0
+    last = load_bundle(last_card)
+    assert last.card.training["checkpoint"] == "last" and last.card.training["checkpoint_epoch"] == epochs
+    assert "test" not in last.card.metrics and "validation_last_epoch" in last.card.metrics
+    for key, value in a["model"].items():  # a: the last checkpoint of this run
+        assert torch.equal(last.model.state_dict()[key].cpu(), value), key
+    assert main(["evaluate", str(full), "--checkpoint", "last", "--progress", "none"]) == 0
+    assert main(["export", str(full), "--checkpoint", "last", "--output", str(last_card), "--overwrite"]) == 0
+    assert "test" in load_bundle(last_card).card.metrics
+
     case = split["test"][0]
     volume = read_volume(lits_dir / f"{case}.nii.gz")
     labels = segment_volume(volume, bundle, device="cpu")

@@ -66,11 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--progress", choices=("bar", "json", "none"), default="bar")
     evaluate.set_defaults(run=_evaluate)
 
-    export = sub.add_parser("export", help="write the best checkpoint as a model bundle for `mpunet segment`")
+    export = sub.add_parser("export", help="write a checkpoint as a model bundle for `mpunet segment`")
     export.add_argument("run_dir", type=Path, help="a run folder")
     export.add_argument("--output", type=Path, help="card path (default: RUN/export/<name>.json)")
     export.add_argument("--name", help="model name in the card (default: experiment.name)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    export.add_argument(
+        "--checkpoint",
+        choices=("best", "last"),
+        default="best",
+        help="best (by train.best_metric on validation) or last (the end of the schedule)",
+    )
     export.set_defaults(run=_export)
 
     report = sub.add_parser("report", help="figures and comparison tables of one or more runs")
@@ -115,7 +121,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .export import export_run
 
-    path = export_run(args.run_dir, output=args.output, name=args.name, overwrite=args.overwrite)
+    path = export_run(
+        args.run_dir, output=args.output, name=args.name, overwrite=args.overwrite, checkpoint=args.checkpoint
+    )
     print(f"model bundle: {path}  (use: mpunet segment --model {path} INPUT OUTPUT)")
     return 0
 

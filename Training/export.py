@@ -1,4 +1,4 @@
-"""`export`: a run's best checkpoint as a model bundle (`MPUNetCore.bundle`) for `mpunet segment --model`."""
+"""`export`: a run's best or last checkpoint as a model bundle (`MPUNetCore.bundle`) for `mpunet segment`."""
 
 from __future__ import annotations
 
@@ -45,9 +45,14 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def build_card(run: RunFolder, config: Config, name: str) -> ModelCard:
-    """The model card of a run: architecture, classes, preprocessing, inference, training, metrics."""
+def build_card(run: RunFolder, config: Config, name: str, checkpoint: str = "best") -> ModelCard:
+    """The model card of a run: architecture, classes, preprocessing, inference, training, metrics.
+
+    ``checkpoint`` ("best" or "last") is the one exported: the card names it and its epoch, and carries
+    test metrics only when ``evaluate`` measured that same checkpoint.
+    """
     best = load_checkpoint(run.best)
+    exported = best if checkpoint == "best" else load_checkpoint(run.last)
     history = read_csv(run.metrics) if run.metrics.exists() else []
     split = load_split(run.split)
     times = [r[TRAIN_TIME] for r in history if isinstance(r.get(TRAIN_TIME), float)]
@@ -61,6 +66,8 @@ def build_card(run: RunFolder, config: Config, name: str) -> ModelCard:
         "split_seed": split.get("seed"),
         "epochs": len(history),
         "best_epoch": best.get("epoch"),
+        "checkpoint": checkpoint,
+        "checkpoint_epoch": exported.get("epoch"),
         "mean_train_time_per_epoch_s": round(sum(times) / len(times), 2) if times else None,
         "device": info.get("device"),
         "parameters": info.get("parameters"),
@@ -69,12 +76,16 @@ def build_card(run: RunFolder, config: Config, name: str) -> ModelCard:
     metrics: Dict[str, Any] = {
         "validation_best_epoch": _clean({k: v for k, v in best["metrics"].items() if k.startswith("val_")})
     }
+    if checkpoint == "last" and history:
+        metrics["validation_last_epoch"] = _clean(
+            {k: v for k, v in history[-1].items() if k.startswith("val_")}
+        )
     test = read_summary(run, "test")
-    if test is not None:
+    if test is not None and test.get("checkpoint", "best") == checkpoint:
         metrics["test"] = _clean(test["classes"])
     return ModelCard(
         name=name,
-        architecture=best.get("architecture") or architecture(config),
+        architecture=exported.get("architecture") or architecture(config),
         classes=segment_classes(config),
         preprocessing=preprocessing_from_config(config).to_dict(),
         inference=card_settings(config),
@@ -86,14 +97,20 @@ def build_card(run: RunFolder, config: Config, name: str) -> ModelCard:
 
 
 def export_run(
-    run_dir: Path, output: Optional[Path] = None, name: Optional[str] = None, overwrite: bool = False
+    run_dir: Path,
+    output: Optional[Path] = None,
+    name: Optional[str] = None,
+    overwrite: bool = False,
+    checkpoint: str = "best",
 ) -> Path:
-    """Write the best checkpoint of a run as a bundle (card + weights); returns the card's path.
+    """Write the best (or last) checkpoint of a run as a bundle (card + weights); returns the card's path.
 
-    The card carries the test metrics when `evaluate` has been run (else the best validation row).
+    The card carries the test metrics when `evaluate` has measured that checkpoint (else validation's).
     """
+    if checkpoint not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last'; got {checkpoint!r}")
     run = RunFolder(run_dir)
-    run.require(run.config, run.best, run.split)
+    run.require(run.config, run.best if checkpoint == "best" else run.last, run.split)
     config = load_config(run.config)
     name = name or config.experiment.name
     path = Path(output) if output else run.export / f"{name}.json"
@@ -104,6 +121,6 @@ def export_run(
     for target in outputs:  # refuse before the (slow) model loading
         check_writable(target, overwrite)
     with reserve_outputs(outputs):  # a second export to the same bundle refuses at once
-        card = build_card(run, config, name)
-        model = load_model(run, config, "best")
+        card = build_card(run, config, name, checkpoint)
+        model = load_model(run, config, checkpoint)
         return save_bundle(model, card, path, overwrite=overwrite)
