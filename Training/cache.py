@@ -75,6 +75,7 @@ def preprocessing_from_config(config: Config) -> Preprocessing:
         inplane_factor=None if ts else prep.inplane_factor,
         target_spacing=tuple(ts) if ts else None,
         slice_spacing=prep.slice_spacing,
+        antialias=prep.antialias,
     )
 
 

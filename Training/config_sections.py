@@ -70,6 +70,7 @@ class PreprocessingConfig(Section):
         None, "in-plane (x, y) spacing in mm; overrides inplane_factor"
     )
     slice_spacing: Optional[float] = key(1.0, "slice spacing in mm ('none' keeps the slices)")
+    antialias: bool = key(False, "Gaussian blur before downsampling (fine-pixel scans keep less noise)")
 
 
 @dataclass(frozen=True)

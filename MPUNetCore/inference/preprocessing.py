@@ -34,6 +34,10 @@ class Preprocessing:
             None) when ``target_spacing`` is given.
         target_spacing: in-plane (x, y) spacing in mm to resample to, instead of a fixed factor.
         slice_spacing: slice spacing in mm to resample z to (released: 1.0); None keeps the slices.
+        antialias: before downsampling, blur each axis that gets coarser with a Gaussian of
+            ``(factor - 1) / 2`` input voxels. A 0.8 mm, 1 mm-slice scan on a 3 mm grid otherwise keeps
+            its per-pixel noise (about 4 x that of a 3 mm reconstruction); off by default, as in the
+            released procedure and nnU-Net. A model trained with it should be run with it.
 
     Example:
         >>> Preprocessing().pad_value
@@ -45,6 +49,7 @@ class Preprocessing:
     inplane_factor: Optional[float] = 0.5
     target_spacing: Optional[Tuple[float, float]] = None
     slice_spacing: Optional[float] = 1.0
+    antialias: bool = False
 
     def __post_init__(self) -> None:
         lo, hi = (float(v) for v in self.hu_window)
@@ -70,6 +75,8 @@ class Preprocessing:
             if not float(self.slice_spacing) > 0:
                 raise ValueError(f"slice_spacing must be > 0 mm or None, got {self.slice_spacing}")
             object.__setattr__(self, "slice_spacing", float(self.slice_spacing))
+        if not isinstance(self.antialias, bool):
+            raise ValueError(f"antialias must be true or false, got {self.antialias!r}")
 
     @property
     def pad_value(self) -> float:
@@ -77,8 +84,13 @@ class Preprocessing:
         return self.hu_window[0] / self.scale
 
     def to_dict(self) -> Dict[str, Any]:
-        """Return a JSON-friendly dict (lists instead of tuples), the inverse of :meth:`from_dict`."""
+        """Return a JSON-friendly dict (lists instead of tuples), the inverse of :meth:`from_dict`.
+
+        ``antialias`` appears only when on, so cards and training caches made without it stay as they were.
+        """
         d = asdict(self)
+        if not d["antialias"]:
+            del d["antialias"]
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
     @classmethod
@@ -88,7 +100,7 @@ class Preprocessing:
         Raises:
             ValueError: on unknown keys or invalid values.
         """
-        known = {"hu_window", "scale", "inplane_factor", "target_spacing", "slice_spacing"}
+        known = {"hu_window", "scale", "inplane_factor", "target_spacing", "slice_spacing", "antialias"}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown preprocessing keys {sorted(unknown)}; known keys: {sorted(known)}")
@@ -179,5 +191,7 @@ def to_network_space(
     def _intensity(x: torch.Tensor) -> torch.Tensor:
         return prep.intensity(x)
 
-    image = resample_to_shape(array, transform.network_shape, fn=_intensity, chunk_slices=chunk_slices)
+    image = resample_to_shape(
+        array, transform.network_shape, fn=_intensity, chunk_slices=chunk_slices, antialias=prep.antialias
+    )
     return image, transform

@@ -39,6 +39,40 @@ def linear_source_indices(n_in: int, n_out: int) -> Tuple[torch.Tensor, torch.Te
     return i0, i1, w1
 
 
+def antialias_sigma(factor: float) -> float:
+    """Gaussian sigma, in input voxels, that keeps a downsampling by ``factor`` (> 1) from aliasing.
+
+    The rule of ``skimage.transform.resize(anti_aliasing=True)``: ``(factor - 1) / 2``; no blur when
+    the grid gets finer or stays.
+    """
+    return max(0.0, (float(factor) - 1.0) / 2.0)
+
+
+def gaussian_kernel(sigma: float) -> torch.Tensor:
+    """Normalised 1-D Gaussian taps of ``sigma`` samples, radius ``int(3 * sigma + 0.5)`` (as scipy)."""
+    radius = int(3.0 * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    taps = torch.exp(-0.5 * (x / sigma) ** 2)
+    return (taps / taps.sum()).float()
+
+
+def gaussian_blur_axis(x: torch.Tensor, sigma: float, dim: int) -> torch.Tensor:
+    """``x`` blurred along ``dim`` by a Gaussian of ``sigma`` samples; edges continue their last value.
+
+    Matches ``scipy.ndimage.gaussian_filter1d(mode="nearest", truncate=3.0)``. Returns ``x`` itself
+    when ``sigma`` is 0.
+    """
+    if sigma <= 0:
+        return x
+    taps = gaussian_kernel(sigma)
+    radius = (len(taps) - 1) // 2
+    moved = x.movedim(dim, -1)
+    lines = moved.reshape(-1, 1, moved.shape[-1])
+    lines = F.pad(lines, (radius, radius), mode="replicate")
+    out = F.conv1d(lines, taps.view(1, 1, -1).to(lines.dtype))
+    return out.reshape(moved.shape).movedim(-1, dim).contiguous()
+
+
 def _float_block(array: Any, z0: int, z1: int) -> torch.Tensor:
     """A float32 copy of slices [z0, z1) of a (C, z, y, x) array or tensor."""
     if isinstance(array, torch.Tensor):
@@ -60,6 +94,7 @@ def resample_to_shape(
     out_shape: Sequence[int],
     fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
     chunk_slices: int = 16,
+    antialias: bool = False,
 ) -> torch.Tensor:
     """Trilinear resampling of a (z, y, x) or (C, z, y, x) array to ``out_shape`` (z, y, x).
 
@@ -69,6 +104,10 @@ def resample_to_shape(
         fn: optional in-place function applied to each float32 block before interpolation (e.g. the
             HU clip/scale, which must precede interpolation).
         chunk_slices: input slices converted and interpolated at a time.
+        antialias: blur each axis that gets coarser with a Gaussian of :func:`antialias_sigma` first
+            (before ``fn``), so that the output voxels average the input's noise as a coarser
+            reconstruction would, instead of sampling it. In-plane on each block; along z on the
+            in-plane-resampled volume (the blurs are separable, so the order does not matter).
 
     Returns:
         float32 CPU tensor of shape ``out_shape`` (or (C, *out_shape)).
@@ -80,16 +119,19 @@ def resample_to_shape(
         raise ValueError(f"expected a (z, y, x) or (C, z, y, x) array, got shape {tuple(np.shape(array))}")
     c, nz, ny, nx = (int(v) for v in np.shape(array))
     oz, oy, ox = (int(v) for v in out_shape)
+    sigmas = [antialias_sigma(n / o) if antialias else 0.0 for n, o in ((nz, oz), (ny, oy), (nx, ox))]
     mid = torch.empty((c, nz, oy, ox), dtype=torch.float32)
     for z0 in range(0, nz, chunk_slices):
         z1 = min(nz, z0 + chunk_slices)
         blk = _float_block(array, z0, z1)
+        blk = gaussian_blur_axis(gaussian_blur_axis(blk, sigmas[1], 2), sigmas[2], 3)
         if fn is not None:
             blk = fn(blk)
         if (oy, ox) != (ny, nx):
             blk = F.interpolate(blk.transpose(0, 1), size=(oy, ox), mode="bilinear", align_corners=False)
             blk = blk.transpose(0, 1)
         mid[:, z0:z1] = blk
+    mid = gaussian_blur_axis(mid, sigmas[0], 1)
     if oz == nz:
         out = mid
     else:
