@@ -136,6 +136,35 @@ def test_anatomy_in_lps():
     assert hearts >= 2
 
 
+def test_recesses_put_lung_between_the_liver_and_the_wall():
+    """With ``recess``, liver and visceral fat near the lateral and posterior wall below the dome become
+    lung: a crescent around the liver, as in the real CT. The patient, protocol and tumour count stay
+    those of the seed (the tumours' places may move, and organs drawn later into the cavity stop at the
+    lung); without it, or with a depth of 0, nothing changes."""
+    spacing = (1.6, 1.6, 3.0)
+    wall = [TISSUES[n] for n in ("fat", "skin", "muscle", "cortical_bone", "cancellous_bone", "air")]
+    for seed in (1, 4):
+        plain = build_phantom(seed, (64, 128, 128), spacing, tissues=True)
+        deep = build_phantom(seed, (64, 128, 128), spacing, tissues=True, recess=(100.0, 100.0))
+        new_lung = (deep.tissues == TISSUES["lung"]) & (plain.tissues != TISSUES["lung"])
+        assert new_lung.sum() > 100, seed
+        # inside the cavity (liver, fat and the organs drawn into it later), never the body wall
+        assert not np.isin(plain.tissues[new_lung], wall).any()
+        assert (plain.tissues[new_lung] == TISSUES["liver"]).sum() > 100
+        assert (_array(deep.label)[new_lung] == 0).all()  # carved voxels left the liver's label
+        liver = _array(plain.label) >= 1
+        lost = (liver & new_lung).sum() / liver.sum()
+        assert 0.001 < lost < 0.15, (seed, lost)  # a rim, not the organ
+        # towards the wall: farther from the liver's axis than the liver's voxels are on average
+        _, ly, lx = np.nonzero(liver)
+        _, cy, cx = np.nonzero(liver & new_lung)
+        spread = np.median(np.hypot(ly - ly.mean(), lx - lx.mean()))
+        assert np.median(np.hypot(cy - ly.mean(), cx - lx.mean())) > spread, seed
+        assert (plain.n_tumors, plain.phase, plain.scanner) == (deep.n_tumors, deep.phase, deep.scanner)
+    flat = build_phantom(1, (16, 64, 64), spacing, recess=(0.0, 0.0))
+    np.testing.assert_array_equal(_array(flat.image), _array(build_phantom(1, (16, 64, 64), spacing).image))
+
+
 @pytest.mark.parametrize("phase", PHASES)
 def test_organ_hu_within_published_ranges(phase):
     case = build_phantom(5, (40, 160, 160), spacing=(2.4, 2.4, 3.0), n_tumors=0, phase=phase, tissues=True)
@@ -202,6 +231,9 @@ def test_lits_folder_and_overwrite(tmp_path):
         {"spacing": (1.0, 0.0, 1.0)},
         {"n_tumors": -1},
         {"phase": "venous"},
+        {"recess": (50.0, 20.0)},
+        {"recess": (0.0, 500.0)},
+        {"recess": (30.0,)},
     ],
 )
 def test_bad_arguments_raise(kwargs):
@@ -223,3 +255,22 @@ def test_phantom_command_writes_the_anatomical_generator_or_the_legacy_one(tmp_p
     old = _array(sitk.ReadImage(str(tmp_path / "old" / "volume-0.nii.gz")))
     np.testing.assert_array_equal(old, _array(sitk.ReadImage(str(tmp_path / "ref" / "volume-0.nii.gz"))))
     assert legacy_phantom is not make_phantom
+
+
+def test_training_config_passes_the_recess_range_to_the_generator(tmp_path):
+    from Training.config import load_config
+    from Training.prepare import make_phantoms
+
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[data]\nphantom_cases = 1\nphantom_shape = [16, 64, 64]\nphantom_generator = "anatomical"\n'
+        "phantom_recess = [120.0, 120.0]\n"
+    )
+    make_phantoms(load_config(config), tmp_path / "run")
+    write_lits_folder(tmp_path / "direct", 1, shape=(16, 64, 64), recess=(120.0, 120.0))
+    write_lits_folder(tmp_path / "none", 1, shape=(16, 64, 64))
+    ran, direct, none = (
+        _array(sitk.ReadImage(str(tmp_path / d / "volume-0.nii.gz"))) for d in ("run", "direct", "none")
+    )
+    np.testing.assert_array_equal(ran, direct)
+    assert not np.array_equal(ran, none)

@@ -64,6 +64,8 @@ def make_phantoms(config: Config, root: Path) -> None:
         from MPUNetCore.phantoms import write_lits_folder
 
         options.update(synthseg_fraction=data.phantom_synthseg, slab_fraction=data.phantom_slabs)
+        if data.phantom_recess:
+            options["recess"] = tuple(data.phantom_recess)
     else:
         from MPUNetCore.phantom import write_lits_folder
 

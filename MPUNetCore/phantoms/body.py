@@ -70,6 +70,27 @@ def draw_thorax(g: Grid, rng: np.random.Generator, P: dict) -> None:
     g.column(mediastinum, g.w > 20 * s, T["visceral_fat"], (T["lung"],))
 
 
+def draw_recesses(g: Grid, P: dict) -> None:
+    """The lung's costophrenic recesses: lung between the liver and the cavity wall, laterally and behind.
+
+    Near the wall the diaphragm's attachment runs far below its dome, so on the slices where the liver
+    is largest a crescent of lung still separates it from the ribs (the real 3-slice CT shows one around
+    its right lobe). ``P['recess']`` (mm) is how far below the dome the crescent reaches at the wall; the
+    crescent narrows downwards. Drawn after the liver, over liver, its vessels and visceral fat.
+    """
+    depth = P.get("recess", 0.0)
+    if depth <= 0:
+        return
+    U, V = g.plane()
+    radius = np.sqrt((U / P["Ac"]) ** 2 + (V / np.where(V > 0, P["Bcp"], P["Bc"])) ** 2)
+    band = np.clip((radius - 0.72) / 0.28, 0, 1) * (V > -0.3 * P["Bc"])  # not at the anterior wall
+    top = dome(g, P)
+    w = g.w[:, None, None]
+    inside = (band > 0)[None] & (w > (top - depth * band)[None]) & (w <= top[None] + 3 * P["s"])
+    carve = np.isin(g.tissue, (T["liver"], T["portal_vein"], T["hepatic_vein"], T["visceral_fat"]))
+    g.tissue[inside & carve] = T["lung"]
+
+
 def draw_spine(g: Grid, rng: np.random.Generator, P: dict) -> None:
     """Vertebrae (cortical shell, cancellous core, discs, posterior arch), spinal canal, back muscles."""
     s = P["s"]

@@ -63,6 +63,7 @@ def write_lits_folder(
     overwrite: bool = False,
     synthseg_fraction: float = 0.0,
     slab_fraction: float = 0.0,
+    recess: Optional[Sequence[float]] = None,
 ) -> List[Tuple[Path, Path]]:
     """Write phantoms as ``volume-N.nii.gz`` and ``segmentation-N.nii.gz``.
 
@@ -76,6 +77,7 @@ def write_lits_folder(
         synthseg_fraction: fraction of cases (chosen by seed) with randomised soft-tissue HU.
         slab_fraction: fraction of cases (chosen by seed) with only 3-12 slices (a thin slab, like a
             few slices exported from a scan), so that a model also learns to work with little z context.
+        recess: depth range (mm) of the lung's recesses around the liver (see :func:`.build_phantom`).
 
     Returns:
         ``[(volume_path, segmentation_path), ...]`` in case order.
@@ -84,7 +86,7 @@ def write_lits_folder(
     for name, value in (("synthseg_fraction", synthseg_fraction), ("slab_fraction", slab_fraction)):
         if not 0 <= value <= 1:
             raise ValueError(f"{name} must be in [0, 1]; got {value}")
-    _check(shape, spacing, None, None)
+    _check(shape, spacing, None, None, recess)
     outdir = refuse_existing(outdir, numbers, overwrite)
     written = []
     for n in numbers:
@@ -94,5 +96,7 @@ def write_lits_folder(
         size = tuple(shape)
         if choice[1] < slab_fraction:
             size = (min(size[0], 3 + int(choice[2] * 10)),) + size[1:]
-        written.append(write_case(outdir, n, *make_phantom(s, size, spacing, synthseg=synth), overwrite))
+        written.append(
+            write_case(outdir, n, *make_phantom(s, size, spacing, synthseg=synth, recess=recess), overwrite)
+        )
     return written

@@ -40,7 +40,11 @@ class PhantomCase:
     tissues: Optional[np.ndarray] = field(default=None, repr=False)
 
 
-def _check(shape, spacing, n_tumors, phase) -> None:
+def _check(shape, spacing, n_tumors, phase, recess=None) -> None:
+    if recess is not None and (len(recess) != 2 or not 0 <= recess[0] <= recess[1] <= 200):
+        raise ValueError(
+            f"recess must be (lowest, highest) mm with 0 <= lowest <= highest <= 200; got {recess}"
+        )
     if len(shape) != 3 or any(int(n) != n or n < low for n, low in zip(shape, (1, 8, 8))):
         raise ValueError(f"shape must be 3 integers (z, y, x), z >= 1 and y, x >= 8; got {shape}")
     if spacing is not None and (len(spacing) != 3 or any(not sp > 0 for sp in spacing)):
@@ -110,6 +114,7 @@ def build_phantom(
     phase: Optional[str] = None,
     synthseg: bool = False,
     tissues: bool = False,
+    recess: Optional[Sequence[float]] = None,
 ) -> PhantomCase:
     """Generate one anatomical phantom.
 
@@ -123,11 +128,14 @@ def build_phantom(
             ``None`` draws one.
         synthseg: randomise soft-tissue HU (domain randomisation) instead of realistic values.
         tissues: also return the tissue codes on the output grid (slower).
+        recess: ``(lowest, highest)`` mm: how far below the diaphragm's dome the lung's recesses
+            reach at the cavity wall, drawn per case (:func:`.body.draw_recesses`); ``None``: none.
+            Drawn from its own generator, so the rest of the phantom of ``seed`` is as without it.
 
     Returns:
         A :class:`PhantomCase`.
     """
-    _check(shape, spacing, n_tumors, phase)
+    _check(shape, spacing, n_tumors, phase, recess)
     rng = np.random.default_rng(int(seed))
     P = draw_patient(rng)
     scanner = draw_scanner(rng, spacing, phase, max(int(shape[1]), int(shape[2])), P["width"])
@@ -135,6 +143,8 @@ def build_phantom(
     sx, sy, sz = scanner.spacing
     fov = (nx * sx, ny * sy, nz * sz)
     P = fit_patient(rng, P, fov)
+    if recess is not None:
+        P["recess"] = float(np.random.default_rng([int(seed), 29]).uniform(*recess)) * P["s"]
     liver.shape_liver(rng, P)
     rotation, centre = draw_pose(rng, P, fov)
     table_z = float(rng.uniform(-400, 0))
@@ -149,6 +159,7 @@ def build_phantom(
         body.draw_thorax(g, rng, P)
         body.draw_spine(g, rng, P)
         liver.draw_liver(g, rng, P)
+        body.draw_recesses(g, P)
         body.draw_great_vessels(g, rng, P)
         for draw in (organs.draw_spleen, organs.draw_kidneys, organs.draw_stomach, organs.draw_pancreas,
                      organs.draw_bowel):  # fmt: skip
@@ -181,6 +192,7 @@ def make_phantom(
     n_tumors: Optional[int] = None,
     phase: Optional[str] = None,
     synthseg: bool = False,
+    recess: Optional[Sequence[float]] = None,
 ) -> Tuple[sitk.Image, sitk.Image]:
     """The CT (int16 HU) and LiTS label map (uint8 0/1/2) of :func:`build_phantom`.
 
@@ -189,5 +201,5 @@ def make_phantom(
         >>> image.GetSize()
         (128, 128, 32)
     """
-    case = build_phantom(seed, shape, spacing, n_tumors, phase, synthseg)
+    case = build_phantom(seed, shape, spacing, n_tumors, phase, synthseg, recess=recess)
     return case.image, case.label
