@@ -234,6 +234,7 @@ def test_lits_folder_and_overwrite(tmp_path):
         {"recess": (50.0, 20.0)},
         {"recess": (0.0, 500.0)},
         {"recess": (30.0,)},
+        {"steatosis": 1.5},
     ],
 )
 def test_bad_arguments_raise(kwargs):
@@ -274,3 +275,23 @@ def test_training_config_passes_the_recess_range_to_the_generator(tmp_path):
     )
     np.testing.assert_array_equal(ran, direct)
     assert not np.array_equal(ran, none)
+
+
+def test_steatosis_lowers_only_the_liver_by_10_to_45_hu_in_every_phase():
+    """``steatosis=1`` makes every liver fatty (10-45 HU darker, never below -10 HU); the other tissues,
+    and the tumours' contrast to the liver, stay as drawn; 0 changes nothing."""
+    drops = []
+    for seed, phase in zip(range(8), PHASES * 2):
+        plain = build_phantom(seed, (8, 64, 64), phase=phase, n_tumors=1)
+        fatty = build_phantom(seed, (8, 64, 64), phase=phase, n_tumors=1, steatosis=1.0)
+        drop = plain.hu["liver"] - fatty.hu["liver"]
+        assert 10 - 1e-3 <= drop <= 45 + 1e-3 or fatty.hu["liver"] == -10.0, (seed, phase, drop)
+        drops.append(drop)
+        for name, value in plain.hu.items():
+            if name == "liver":
+                continue
+            expected = value - drop if name.startswith("tumor_") and name != "tumor_cyst" else value
+            assert fatty.hu[name] == pytest.approx(expected, abs=1e-3), (seed, name)
+    assert max(drops) - min(drops) > 10  # drawn per case, not a constant
+    same = build_phantom(3, (8, 64, 64), steatosis=0.0)
+    np.testing.assert_array_equal(_array(same.image), _array(build_phantom(3, (8, 64, 64)).image))

@@ -56,6 +56,7 @@ class DataConfig(Section):
     )
     phantom_synthseg: float = key(0.0, "anatomical phantoms: fraction with randomised soft-tissue HU")
     phantom_slabs: float = key(0.0, "anatomical phantoms: fraction with only 3-12 slices")
+    phantom_steatosis: float = key(0.0, "anatomical phantoms: extra probability of a fatty liver (-10-45 HU)")
     phantom_recess: Tuple[float, ...] = key(
         (), "anatomical phantoms: (lowest, highest) mm the lung's recesses reach down around the liver"
     )

@@ -66,6 +66,8 @@ def make_phantoms(config: Config, root: Path) -> None:
         options.update(synthseg_fraction=data.phantom_synthseg, slab_fraction=data.phantom_slabs)
         if data.phantom_recess:
             options["recess"] = tuple(data.phantom_recess)
+        if data.phantom_steatosis:
+            options["steatosis"] = data.phantom_steatosis
     else:
         from MPUNetCore.phantom import write_lits_folder
 

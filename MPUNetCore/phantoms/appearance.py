@@ -80,7 +80,9 @@ TEXTURE = {"liver": 4, "spleen": 6, "muscle": 6, "fat": 8, "visceral_fat": 10, "
            "tumor_hyper": 10, "tumor_rim": 8, "tumor_necrosis": 6}  # fmt: skip
 
 
-def draw_hu(rng: np.random.Generator, phase: str, synthseg: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+def draw_hu(
+    rng: np.random.Generator, phase: str, synthseg: bool = False, liver_drop: float = 0.0
+) -> Tuple[np.ndarray, np.ndarray]:
     """Per-case HU mean and texture amplitude of every tissue code.
 
     Args:
@@ -88,6 +90,8 @@ def draw_hu(rng: np.random.Generator, phase: str, synthseg: bool = False) -> Tup
         phase: one of :data:`PHASES`.
         synthseg: draw every soft tissue uniformly in [-150, 250] HU instead (SynthSeg-style
             randomisation; air, lung, fat and bone keep realistic values so the HU window still applies).
+        liver_drop: HU the liver loses to fat on top of what was drawn (steatosis; the tumours keep
+            their contrast to the liver), at most down to -10 HU.
 
     Returns:
         ``(mean, texture)``: float32 arrays of 256 entries indexed by tissue code.
@@ -102,6 +106,8 @@ def draw_hu(rng: np.random.Generator, phase: str, synthseg: bool = False) -> Tup
     if rng.random() < 0.125:  # steatosis lowers the liver by the same amount in every phase
         drop = rng.uniform(25, 45)
         mean[T["liver"]] = rng.uniform(*FATTY_LIVER_NC) if k == 0 else mean[T["liver"]] - drop
+    if liver_drop > 0:
+        mean[T["liver"]] = max(-10.0, float(mean[T["liver"]]) - liver_drop)
     liver = mean[T["liver"]]
     for name, ranges in TUMOR_CONTRAST.items():
         mean[T[name]] = liver + rng.uniform(*ranges[k])

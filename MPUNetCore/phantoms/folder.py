@@ -64,6 +64,7 @@ def write_lits_folder(
     synthseg_fraction: float = 0.0,
     slab_fraction: float = 0.0,
     recess: Optional[Sequence[float]] = None,
+    steatosis: float = 0.0,
 ) -> List[Tuple[Path, Path]]:
     """Write phantoms as ``volume-N.nii.gz`` and ``segmentation-N.nii.gz``.
 
@@ -78,6 +79,7 @@ def write_lits_folder(
         slab_fraction: fraction of cases (chosen by seed) with only 3-12 slices (a thin slab, like a
             few slices exported from a scan), so that a model also learns to work with little z context.
         recess: depth range (mm) of the lung's recesses around the liver (see :func:`.build_phantom`).
+        steatosis: extra probability of a fatty liver (see :func:`.build_phantom`).
 
     Returns:
         ``[(volume_path, segmentation_path), ...]`` in case order.
@@ -96,7 +98,6 @@ def write_lits_folder(
         size = tuple(shape)
         if choice[1] < slab_fraction:
             size = (min(size[0], 3 + int(choice[2] * 10)),) + size[1:]
-        written.append(
-            write_case(outdir, n, *make_phantom(s, size, spacing, synthseg=synth, recess=recess), overwrite)
-        )
+        image, label = make_phantom(s, size, spacing, synthseg=synth, recess=recess, steatosis=steatosis)
+        written.append(write_case(outdir, n, image, label, overwrite))
     return written

@@ -115,6 +115,7 @@ def build_phantom(
     synthseg: bool = False,
     tissues: bool = False,
     recess: Optional[Sequence[float]] = None,
+    steatosis: float = 0.0,
 ) -> PhantomCase:
     """Generate one anatomical phantom.
 
@@ -131,11 +132,16 @@ def build_phantom(
         recess: ``(lowest, highest)`` mm: how far below the diaphragm's dome the lung's recesses
             reach at the cavity wall, drawn per case (:func:`.body.draw_recesses`); ``None``: none.
             Drawn from its own generator, so the rest of the phantom of ``seed`` is as without it.
+        steatosis: probability of a fatty liver on top of the generator's own 1 in 8: the liver
+            loses 10-45 HU in every phase (mild to severe; unenhanced 5-60 HU instead of 50-70). Drawn
+            from its own generator, like ``recess``.
 
     Returns:
         A :class:`PhantomCase`.
     """
     _check(shape, spacing, n_tumors, phase, recess)
+    if not 0 <= steatosis <= 1:
+        raise ValueError(f"steatosis must be a probability in [0, 1]; got {steatosis}")
     rng = np.random.default_rng(int(seed))
     P = draw_patient(rng)
     scanner = draw_scanner(rng, spacing, phase, max(int(shape[1]), int(shape[2])), P["width"])
@@ -170,7 +176,9 @@ def build_phantom(
         body.draw_arms_and_table(g, rng, P)
 
     tissue = _tissue_map(axes, rotation, centre, paint)
-    mean, texture = draw_hu(rng, scanner.phase, synthseg)
+    fatty = np.random.default_rng([int(seed), 31]).random(2)
+    drop = 10.0 + 35.0 * float(fatty[1]) if fatty[0] < steatosis else 0.0
+    mean, texture = draw_hu(rng, scanner.phase, synthseg, liver_drop=drop)
     hu, label = render(rng, tissue, sim_spacing, mean, texture, scanner, sampling)
     images = []
     for array in (hu, label):
@@ -193,6 +201,7 @@ def make_phantom(
     phase: Optional[str] = None,
     synthseg: bool = False,
     recess: Optional[Sequence[float]] = None,
+    steatosis: float = 0.0,
 ) -> Tuple[sitk.Image, sitk.Image]:
     """The CT (int16 HU) and LiTS label map (uint8 0/1/2) of :func:`build_phantom`.
 
@@ -201,5 +210,5 @@ def make_phantom(
         >>> image.GetSize()
         (128, 128, 32)
     """
-    case = build_phantom(seed, shape, spacing, n_tumors, phase, synthseg, recess=recess)
+    case = build_phantom(seed, shape, spacing, n_tumors, phase, synthseg, recess=recess, steatosis=steatosis)
     return case.image, case.label
