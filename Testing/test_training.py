@@ -453,9 +453,12 @@ def test_phantom_demo_generates_anatomical_phantoms_into_the_given_folder(tmp_pa
     config = load_config("phantom_demo", overrides)
     assert config.data.phantom_generator == "anatomical"
     make_phantoms(config, tmp_path / "run" / "phantoms")
+    data = config.data
+    assert data.phantom_recess and data.phantom_steatosis > 0  # the recipe asks for both
     expected = anatomical(
-        tmp_path / "ref", 2, seed=0, shape=(12, 64, 64), synthseg_fraction=0.1, slab_fraction=0.5
-    )
+        tmp_path / "ref", 2, seed=0, shape=(12, 64, 64), synthseg_fraction=data.phantom_synthseg,
+        slab_fraction=0.5, recess=tuple(data.phantom_recess), steatosis=data.phantom_steatosis,
+    )  # fmt: skip
     for volume, label in expected:
         for path in (volume, label):
             ours = sitk.ReadImage(str(tmp_path / "run" / "phantoms" / path.name))

@@ -85,7 +85,10 @@ def test_a_config_saved_before_the_typed_config_loads_and_saves_the_same_bytes(t
     assert config.train.epochs == 50 and config.model.channels == (8, 16, 32, 48, 64)
     assert config.model.dropout is None and config.augment.flip_axes == ()
     # the same bytes, plus the keys added since, at their defaults (which keep the old behaviour)
-    added_since = {"slice_spacing = 3.0\n": "slice_spacing = 3.0\nantialias = false\n"}
+    added_since = {
+        "slice_spacing = 3.0\n": "slice_spacing = 3.0\nantialias = false\n",
+        "phantom_slabs = 0.1\n": "phantom_slabs = 0.1\nphantom_steatosis = 0.0\nphantom_recess = []\n",
+    }
     expected = SAVED_BEFORE.read_text(encoding="utf-8")
     for line, with_new_keys in added_since.items():
         assert expected.count(line) == 1
