@@ -127,9 +127,8 @@ def main(argv=None) -> int:
         )
         found = probs.argmax(0) >= 1
         inside = float(probs[1:][:, liver].sum(0).mean())
-        print(
-            f"  {name:24s} liver Dice {dice(found, liver):.3f}   p(liver) in the liver {inside:.2f}   {PROBE_HELP[name]}"
-        )
+        score = f"liver Dice {dice(found, liver):.3f}   p(liver) in the liver {inside:.2f}"
+        print(f"  {name:24s} {score}   {PROBE_HELP[name]}")
     return 0
 
 
