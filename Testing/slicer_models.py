@@ -55,14 +55,23 @@ def left_handed_oblique_direction(angle_degrees: float = 30.0) -> Tuple[float, .
 
 
 def write_phantom(
-    folder: Path, seed: int, shape: Tuple[int, int, int], oblique: bool = False
+    folder: Path, seed: int, shape: Tuple[int, int, int], oblique: bool = False, anatomical: bool = False
 ) -> Tuple[Path, Path]:
-    """Write a synthetic CT phantom and its label map as NRRD files; return their paths."""
+    """Write a synthetic CT phantom and its label map as NRRD files; return their paths.
+
+    ``anatomical``: an anatomical phantom (``MPUNetCore.phantoms``) of a portal-venous scan with 1.6 mm
+    pixels and 3 mm slices, instead of the small geometric one.
+    """
     import SimpleITK as sitk
 
-    from MPUNetCore.phantom import make_phantom
+    if anatomical:
+        from MPUNetCore.phantoms import make_phantom as make_anatomical
 
-    image, label = make_phantom(seed, shape=shape)
+        image, label = make_anatomical(seed, shape, spacing=(1.6, 1.6, 3.0), phase="portal_venous")
+    else:
+        from MPUNetCore.phantom import make_phantom
+
+        image, label = make_phantom(seed, shape=shape)
     if oblique:
         for item in (image, label):
             item.SetDirection(left_handed_oblique_direction())

@@ -29,7 +29,6 @@ from MPUNetCore.inference import Preprocessing, postprocess_labels, probabilitie
 from MPUNetCore.inference.decided import UNDECIDED, decided_labels
 from MPUNetCore.inference.engine import predict_network_probabilities
 from MPUNetCore.inference.postprocessing import foreground_box
-from MPUNetCore.phantom import make_phantom
 
 CUBE = np.ones((3, 3, 3), bool)  # 26-connectivity
 BALL = ndimage.generate_binary_structure(3, 2)  # "touches the liver": ITK's ball of radius 1, 19 voxels
@@ -157,7 +156,9 @@ def test_real_ct_with_the_demo_model(real_ct_dir):
 
 
 def test_phantom_with_the_demo_model_on_the_released_grid():
-    image, _ = make_phantom(3, shape=(12, 128, 128), spacing=(1.5, 1.5, 2.0))
+    from MPUNetCore.phantoms import make_phantom as anatomical_phantom  # what the demo model knows
+
+    image, _ = anatomical_phantom(3, (12, 256, 256), spacing=(1.5, 1.5, 3.0), phase="portal_venous")
     bundle = _demo_bundle()
     prep = Preprocessing(inplane_factor=0.5, slice_spacing=1.0)  # z interpolated back 24 -> 12
     labels = _check_case(image, bundle, prep, bundle.card.inference.replace(window=(24, 64, 64)))

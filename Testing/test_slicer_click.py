@@ -427,7 +427,7 @@ def test_a_model_that_cannot_load_reports_the_workers_error(slicer_scene, tmp_pa
 # ----------------------------------------------------------------------------- trained demo model
 
 
-TUMOUR_PHANTOM_SEED = 7  # see test_click_in_a_phantom_tumour_finds_that_tumour_and_nothing_else
+TUMOUR_PHANTOM_SEED = 9  # see test_click_in_a_phantom_tumour_finds_that_tumour_and_nothing_else
 
 
 def _demo_model() -> str:
@@ -453,10 +453,12 @@ def test_click_in_a_phantom_tumour_finds_that_tumour_and_nothing_else(
 ) -> None:
     """The bundled demo model, on a phantom it never saw, clicked deep inside that phantom's largest tumour.
 
-    The demo model finds only part of the phantoms' tumours (held-out tumour Dice 0.27 per case, in
-    its card): on phantom seeds 0-11 it covers 0-84 % of each large tumour. Seed 7 was chosen because
-    the model finds its tumours (64 % and 84 % covered); this test checks the click path with a
-    trained model - the window, the component under the point, the segment - not the model's recall.
+    The demo model finds only part of the phantoms' tumours (held-out tumour Dice 0.19 per case, in its
+    card): on anatomical phantom seeds 0-9 (portal venous, 1.6 mm pixels, 3 mm slices) it covers 0-90 %
+    of each one's largest tumour, and a click at the centre of a large one it only partly finds (seeds 2
+    and 3) returns liver. Seed 9 was chosen because its largest tumour (2,480 voxels) is 39 % covered
+    and found under the click; this test checks the click path with a trained model - the window, the
+    component under the point, the segment - not the model's recall.
     """
     import slicer.util
     from scipy import ndimage
@@ -464,7 +466,7 @@ def test_click_in_a_phantom_tumour_finds_that_tumour_and_nothing_else(
     from Testing.slicer_models import write_phantom
 
     model = _demo_model()
-    ct, label = write_phantom(tmp_path, seed=TUMOUR_PHANTOM_SEED, shape=(64, 256, 256))
+    ct, label = write_phantom(tmp_path, seed=TUMOUR_PHANTOM_SEED, shape=(64, 256, 256), anatomical=True)
     volume = slicer.util.loadVolume(str(ct))
     reference = slicer.util.arrayFromVolume(slicer.util.loadLabelVolume(str(label)))
     components, count = ndimage.label(reference == 2)
@@ -493,7 +495,7 @@ def test_click_in_a_phantom_liver_finds_that_liver_and_nothing_else(
     from Testing.slicer_models import write_phantom
 
     model = _demo_model()
-    ct, label = write_phantom(tmp_path, seed=2, shape=(64, 256, 256))
+    ct, label = write_phantom(tmp_path, seed=2, shape=(64, 256, 256), anatomical=True)
     volume = slicer.util.loadVolume(str(ct))
     reference = slicer.util.arrayFromVolume(slicer.util.loadLabelVolume(str(label)))
     liver = reference >= 1

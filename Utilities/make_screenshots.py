@@ -136,7 +136,7 @@ def _overlay(image, path: Path) -> Path:
         plt.close(figure)
 
 
-def make_screenshots(model: Optional[str], output: Path, seed: int = 2, shape=(64, 192, 192)) -> List[Path]:
+def make_screenshots(model: Optional[str], output: Path, seed: int = 2026, shape=None) -> List[Path]:
     """Segment, compare and review a phantom, and write the screenshots; returns their paths."""
     import SimpleITK as sitk
     import slicer.util
@@ -147,13 +147,14 @@ def make_screenshots(model: Optional[str], output: Path, seed: int = 2, shape=(6
     from MPUNetSegmentationLib.slice_rendering import render_slice_view
 
     from MPUNetCore.model_card import read_card
-    from MPUNetCore.phantom import make_phantom
+    from MPUNetCore.phantoms import DEMO_SHAPE, demo_phantom
     from MPUNetCore.registry import resolve_model
 
     ensure_slicer()
     output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mpunet-screenshots-") as folder:
-        image, label = make_phantom(seed, shape=tuple(shape))
+        case = demo_phantom(seed, tuple(shape or DEMO_SHAPE))
+        image, label = case.image, case.label
         sitk.WriteImage(image, os.path.join(folder, "phantom.nrrd"))
         sitk.WriteImage(label, os.path.join(folder, "phantom-label.nrrd"))
         volume = slicer.util.loadVolume(os.path.join(folder, "phantom.nrrd"), {"name": "phantom"})
@@ -186,8 +187,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         "--model", default=None, help="registry name or bundle path (default: the bundled model)"
     )
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "screenshots", help="output folder")
-    parser.add_argument("--seed", type=int, default=2, help="phantom seed")
-    parser.add_argument("--shape", type=int, nargs=3, default=(64, 192, 192), help="phantom size z y x")
+    parser.add_argument("--seed", type=int, default=2026, help="phantom seed (default: the demo's)")
+    parser.add_argument(
+        "--shape", type=int, nargs=3, default=None, help="phantom size z y x (default: the demo's 80 256 256)"
+    )
     args = parser.parse_args(argv)
     for path in make_screenshots(args.model, args.output, args.seed, args.shape):
         print(f"wrote {path} ({path.stat().st_size // 1024} KB)")

@@ -17,7 +17,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="segment a generated phantom CT with the bundled model and print its metrics",
         description=(
-            "End-to-end check on an embedded default: writes a synthetic abdominal CT and its label, "
+            "End-to-end check on an embedded default: writes a synthetic abdominal CT (an anatomical "
+            "phantom: liver with vessels and tumours among its neighbours) and its label, "
             "segments it, and compares the result with the label. Works offline."
         ),
     )
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from MPUNetCore.cli.progress import ProgressBar
     from MPUNetCore.evaluation import evaluate_pairs, format_table, write_metrics
     from MPUNetCore.fileutils import check_writable
-    from MPUNetCore.phantom import make_phantom
+    from MPUNetCore.phantoms import demo_phantom
     from MPUNetCore.pipeline import segment_file
 
     output = args.output or fresh_folder(DEFAULT_OUTPUT)
@@ -60,11 +61,15 @@ def run(args: argparse.Namespace) -> int:
     output.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
-    image, label = make_phantom(args.seed)
+    case = demo_phantom(args.seed)
+    image, label = case.image, case.label
     sitk.WriteImage(image, str(ct_path), useCompression=True)
     sitk.WriteImage(label, str(label_path), useCompression=True)
     spacing = tuple(round(s, 2) for s in image.GetSpacing())
-    print(f"phantom CT  : {ct_path} {image.GetSize()} voxels, spacing {spacing} mm")
+    print(
+        f"phantom CT  : {ct_path} {image.GetSize()} voxels, spacing {spacing} mm, "
+        f"{case.phase.replace('_', ' ')} phase, {case.n_tumors} tumours drawn"
+    )
 
     bundle = load_model(args)
     parameters = sum(p.numel() for p in bundle.model.parameters())
