@@ -63,11 +63,12 @@ def make_phantoms(config: Config, root: Path) -> None:
     if data.phantom_generator == "anatomical":
         from MPUNetCore.phantoms import write_lits_folder
 
-        options.update(synthseg_fraction=data.phantom_synthseg, slab_fraction=data.phantom_slabs)
-        if data.phantom_recess:
-            options["recess"] = tuple(data.phantom_recess)
-        if data.phantom_steatosis:
-            options["steatosis"] = data.phantom_steatosis
+        options.update(
+            synthseg_fraction=data.phantom_synthseg,
+            slab_fraction=data.phantom_slabs,
+            recess=tuple(data.phantom_recess) or None,
+            steatosis=data.phantom_steatosis,
+        )
     else:
         from MPUNetCore.phantom import write_lits_folder
 

@@ -129,10 +129,10 @@ class PatchSampler:
         src, dst = [z], [slice(None)]
         for s, size, p in zip(start[1:], image.shape[1:], self.patch[1:]):
             lo, hi = max(s, 0), min(s + p, size)
-            src.append(np.arange(lo, hi))
+            src.append(slice(lo, hi))
             dst.append(slice(lo - s, hi - s))
-        img[tuple(dst)] = image[np.ix_(*src)]
-        lab[tuple(dst)] = label[np.ix_(*src)]
+        img[tuple(dst)] = image[tuple(src)]  # one index array (z), slices in-plane: no np.ix_ grid
+        lab[tuple(dst)] = label[tuple(src)]
         return img, lab
 
     def _flip(

@@ -88,7 +88,7 @@ def write_lits_folder(
     for name, value in (("synthseg_fraction", synthseg_fraction), ("slab_fraction", slab_fraction)):
         if not 0 <= value <= 1:
             raise ValueError(f"{name} must be in [0, 1]; got {value}")
-    _check(shape, spacing, None, None, recess)
+    _check(shape, spacing, None, None, recess, steatosis)
     outdir = refuse_existing(outdir, numbers, overwrite)
     written = []
     for n in numbers:

@@ -40,11 +40,13 @@ class PhantomCase:
     tissues: Optional[np.ndarray] = field(default=None, repr=False)
 
 
-def _check(shape, spacing, n_tumors, phase, recess=None) -> None:
+def _check(shape, spacing, n_tumors, phase, recess=None, steatosis=0.0) -> None:
     if recess is not None and (len(recess) != 2 or not 0 <= recess[0] <= recess[1] <= 200):
         raise ValueError(
             f"recess must be (lowest, highest) mm with 0 <= lowest <= highest <= 200; got {recess}"
         )
+    if not 0 <= steatosis <= 1:
+        raise ValueError(f"steatosis must be a probability in [0, 1]; got {steatosis}")
     if len(shape) != 3 or any(int(n) != n or n < low for n, low in zip(shape, (1, 8, 8))):
         raise ValueError(f"shape must be 3 integers (z, y, x), z >= 1 and y, x >= 8; got {shape}")
     if spacing is not None and (len(spacing) != 3 or any(not sp > 0 for sp in spacing)):
@@ -139,9 +141,7 @@ def build_phantom(
     Returns:
         A :class:`PhantomCase`.
     """
-    _check(shape, spacing, n_tumors, phase, recess)
-    if not 0 <= steatosis <= 1:
-        raise ValueError(f"steatosis must be a probability in [0, 1]; got {steatosis}")
+    _check(shape, spacing, n_tumors, phase, recess, steatosis)
     rng = np.random.default_rng(int(seed))
     P = draw_patient(rng)
     scanner = draw_scanner(rng, spacing, phase, max(int(shape[1]), int(shape[2])), P["width"])
