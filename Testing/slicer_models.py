@@ -59,15 +59,16 @@ def write_phantom(
 ) -> Tuple[Path, Path]:
     """Write a synthetic CT phantom and its label map as NRRD files; return their paths.
 
-    ``anatomical``: an anatomical phantom (``MPUNetCore.phantoms``) of a portal-venous scan with 1.6 mm
-    pixels and 3 mm slices, instead of the small geometric one.
+    ``anatomical``: the demo's anatomical phantom (``MPUNetCore.phantoms.demo_phantom``: its
+    portal-venous protocol and field of view, at ``shape``) instead of the small geometric one.
     """
     import SimpleITK as sitk
 
     if anatomical:
-        from MPUNetCore.phantoms import make_phantom as make_anatomical
+        from MPUNetCore.phantoms import demo_phantom
 
-        image, label = make_anatomical(seed, shape, spacing=(1.6, 1.6, 3.0), phase="portal_venous")
+        case = demo_phantom(seed, shape)
+        image, label = case.image, case.label
     else:
         from MPUNetCore.phantom import make_phantom
 
